@@ -1,0 +1,3 @@
+from qsci.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""Shared test set-up: the public data folder is required, never silently skipped."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_default = REPO.parent / "shared" / "data"
+os.environ.setdefault("QSCI_DATA_DIR", str(_default))
+DATA_DIR = Path(os.environ["QSCI_DATA_DIR"])
+
+if not (DATA_DIR / "simulation" / "drop8_cacti.mat").is_file():
+    raise pytest.UsageError(
+        f"QSCI_DATA_DIR={DATA_DIR} does not hold the benchmark files "
+        "(simulation/drop8_cacti.mat missing). Point QSCI_DATA_DIR at the shared data folder."
+    )
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA_DIR
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Downloads in tests never touch the user's ~/.cache."""
+    monkeypatch.setenv("QSCI_CACHE", str(tmp_path_factory.getbasetemp() / "qsci-cache"))
