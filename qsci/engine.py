@@ -1,0 +1,86 @@
+"""One entry point for every front end: measurement + mask + method name -> frames and scores.
+
+The app, the CLI, evaluation and training all call `reconstruct`, so timing, metrics, backend
+choice and input checks are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from qsci.errors import QSCIError
+from qsci.metrics import frame_scores
+from qsci.zoo import load_runner
+
+Progress = Callable[[float, str], None] | None
+
+
+@dataclass
+class ReconResult:
+    method: str
+    frames: np.ndarray  # (N, T, H, W) float32
+    seconds: float
+    backend: str
+    weights: str = "trained"
+    psnr: list[float] | None = None  # per frame, flattened over (N, T)
+    ssim: list[float] | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def psnr_mean(self) -> float | None:
+        return None if self.psnr is None else float(np.mean(self.psnr))
+
+    @property
+    def ssim_mean(self) -> float | None:
+        return None if self.ssim is None else float(np.mean(self.ssim))
+
+    @property
+    def seconds_per_measurement(self) -> float:
+        return self.seconds / max(1, self.frames.shape[0])
+
+    def summary(self) -> dict:
+        return {"psnr": self.psnr_mean, "ssim": self.ssim_mean, "seconds": self.seconds, "backend": self.backend}
+
+
+def _as_stack(meas: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    meas = np.asarray(meas, np.float32)
+    mask = np.asarray(mask, np.float32)
+    if mask.ndim != 3:
+        raise QSCIError(f"mask must be (T, H, W), got shape {mask.shape}")
+    if meas.ndim == 2:
+        meas = meas[None]
+    if meas.ndim != 3:
+        raise QSCIError(f"measurement must be (H, W) or (N, H, W), got shape {meas.shape}")
+    if meas.shape[1:] != mask.shape[1:]:
+        raise QSCIError(f"measurement size {meas.shape[1:]} does not match mask size {mask.shape[1:]}")
+    return meas, mask
+
+
+def reconstruct(
+    meas: np.ndarray,
+    mask: np.ndarray,
+    method: str,
+    *,
+    gt: np.ndarray | None = None,
+    backend: str = "auto",
+    progress: Progress = None,
+    checkpoint: str | Path | None = None,
+) -> ReconResult:
+    """Reconstruct `meas` (H,W)|(N,H,W) coded with `mask` (T,H,W) by `method`; score against `gt` if given."""
+    meas, mask = _as_stack(meas, mask)
+    runner = load_runner(method, backend, checkpoint)
+    start = time.perf_counter()
+    frames = runner(meas, mask, progress)
+    seconds = time.perf_counter() - start
+    result = ReconResult(method, frames, seconds, runner.backend, getattr(runner, "weights", "trained"))
+    if gt is not None:
+        gt = np.asarray(gt, np.float32)
+        if gt.size != frames.size:
+            raise QSCIError(f"ground truth shape {gt.shape} does not match the reconstruction {frames.shape}")
+        result.psnr, result.ssim = frame_scores(gt.reshape(frames.shape), frames)
+    return result

@@ -1,0 +1,102 @@
+"""Runners: one loaded method, ready to turn measurements into frames.
+
+A network runner owns the model in the form its backend needs (fp32, bf16, fake-quant or
+int8 kernels) and does per-measurement batching and spatial tiling; the GAP-TV runner wraps
+the iterative solver. Both take `(meas (N,H,W), mask (T,H,W), progress)` and return
+`(N,T,H,W)` float32.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from qsci.errors import QSCIError
+from qsci.physics import SCIOperator
+from qsci.tiling import run_tiled, tile_size_for
+
+Progress = Callable[[float, str], None] | None
+
+BACKENDS = ("auto", "fp32", "bf16", "fakequant", "int8")
+
+
+def _model_bits(model: torch.nn.Module) -> int:
+    return int(getattr(getattr(model, "config", None), "bits", 32))
+
+
+def _per_tensor(model: torch.nn.Module) -> bool:
+    cfg = getattr(model, "config", None)
+    return not bool(getattr(cfg, "per_channel_act", False))
+
+
+def resolve_backend(model: torch.nn.Module, backend: str) -> str:
+    """The backend a model actually runs on; integer kernels by default for quantized models."""
+    if backend not in BACKENDS:
+        raise QSCIError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    quantized = _model_bits(model) < 32
+    if backend == "auto":
+        if not quantized:
+            return "fp32"
+        return "int8" if _per_tensor(model) and not torch.cuda.is_available() else "fakequant"
+    if quantized and backend in ("fp32", "bf16"):
+        raise QSCIError(f"backend {backend} is for full-precision models; use int8 or fakequant")
+    if not quantized and backend in ("int8", "fakequant"):
+        raise QSCIError(f"backend {backend} needs a quantized model; use fp32 or bf16")
+    if backend == "int8" and not _per_tensor(model):
+        raise QSCIError("int8 kernels need per-tensor activation steps; this model has per-channel ones (use fakequant)")
+    return backend
+
+
+class NetworkRunner:
+    kind = "network"
+
+    def __init__(self, name: str, model: torch.nn.Module, backend: str = "auto", weights: str = "trained"):
+        self.name = name
+        self.weights = weights
+        self.backend = resolve_backend(model, backend)
+        model.eval()
+        if self.backend == "int8":
+            from qsci.quant.intkernels import convert_to_int8
+
+            model = convert_to_int8(model)
+        self.model = model
+
+    @torch.inference_mode()
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        """(1,1,T,H,W) -> (1,T,H,W) on this runner's backend."""
+        if self.backend == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.model(x0).float()
+        return self.model(x0).float()
+
+    def __call__(self, meas: np.ndarray, mask: np.ndarray, progress: Progress = None) -> np.ndarray:
+        op = SCIOperator(mask)
+        t, h, w = op.shape
+        if h % 2 or w % 2:
+            raise QSCIError(f"networks need an even height and width, got {h}x{w}")
+        tile = tile_size_for(t, h, w)
+        frames = np.empty((meas.shape[0], t, h, w), np.float32)
+        for i, y in enumerate(meas):
+            if progress:
+                progress(i / len(meas), f"{self.name}: measurement {i + 1}/{len(meas)}")
+            x0 = op.network_input(y)  # (1,1,T,H,W)
+            out = self.forward(x0) if tile is None else run_tiled(self.forward, x0, tile)
+            frames[i] = out[0].numpy()
+        if progress:
+            progress(1.0, f"{self.name}: done")
+        return frames
+
+
+class GapTVRunner:
+    kind = "classical"
+    name = "gap-tv"
+    backend = "numpy-fp32"
+    weights = "none"
+
+    def __call__(self, meas: np.ndarray, mask: np.ndarray, progress: Progress = None) -> np.ndarray:
+        from qsci.solvers.gaptv import gap_tv
+
+        out = gap_tv(meas, mask, progress=progress)
+        return np.asarray(out, np.float32).reshape(meas.shape[0], *mask.shape)

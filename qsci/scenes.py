@@ -1,0 +1,165 @@
+"""Named inputs for the front ends: benchmark scenes, real-camera snapshots, embedded clips.
+
+Everything becomes a `SceneInput` (measurements + mask + optional ground truth), so the app,
+the CLI and evaluation treat a benchmark scene, an upload and a simulated clip the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qsci.errors import QSCIError
+from qsci.physics import random_binary_mask, simulate_measurement
+
+BENCHMARK_SCENES = ("kobe", "traffic", "runner8", "drop8", "crash32", "aerial32")
+REAL_SCENES = tuple(
+    f"real-{n}-cr{cr}" for cr in (10, 20, 30, 40, 50) for n in ("duomino", "hand", "pendulumBall", "waterBalloon")
+)
+EVAL_MASK = "quantized_sci_mask"
+EMBEDDED_MASK_SEED = 2024
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    name: str
+    kind: str  # "benchmark" | "real" | "embedded"
+    available: bool
+    description: str = ""
+
+
+@dataclass
+class SceneInput:
+    name: str
+    kind: str
+    meas: np.ndarray  # (N, H, W) float32
+    mask: np.ndarray  # (T, H, W) float32
+    gt: np.ndarray | None = None  # (N, T, H, W) float32 in [0, 1]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def cr(self) -> int:
+        return int(self.mask.shape[0])
+
+
+def _embedded_names() -> list[str]:
+    from qsci.synthetic import EMBEDDED_SCENES
+
+    return list(EMBEDDED_SCENES)
+
+
+def list_scenes() -> list[SceneInfo]:
+    """Every named scene with whether it can be loaded right now without a download."""
+    from qsci import data
+
+    scenes = [
+        SceneInfo(s, "benchmark", data.is_available(s), f"benchmark scene {s} (grayscale, 256x256, CR 8)")
+        for s in BENCHMARK_SCENES
+    ]
+    real_mask = data.is_available("real_mask")
+    for s in REAL_SCENES:
+        scenes.append(SceneInfo(
+            s, "real", data.is_available(s) and real_mask,
+            f"real CACTI snapshot {s} (512x512)" + ("" if real_mask else "; needs real_mask.mat (fetched on demand)"),
+        ))
+    scenes += [SceneInfo(s, "embedded", True, "embedded clip (always available)") for s in _embedded_names()]
+    return scenes
+
+
+def split_groups(frames: np.ndarray, cr: int) -> np.ndarray:
+    """(F, H, W) -> (F // cr, cr, H, W): consecutive groups of `cr` frames (spec protocol)."""
+    n = frames.shape[0] // cr
+    if n == 0:
+        raise QSCIError(f"need at least {cr} frames for compression ratio {cr}, got {frames.shape[0]}")
+    return np.ascontiguousarray(frames[: n * cr].reshape(n, cr, *frames.shape[1:]), dtype=np.float32)
+
+
+def resolve_mask(mask: str | np.ndarray | Path, cr: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A mask given as 'random', 'random:SEED', 'quantized_sci', a registry name, a file, or an array."""
+    from qsci import data, io
+
+    if isinstance(mask, np.ndarray):
+        out = mask.astype(np.float32)
+    elif str(mask) == "random" or str(mask).startswith("random:"):
+        seed = int(str(mask).split(":", 1)[1]) if ":" in str(mask) else seed
+        out = random_binary_mask(cr, h, w, seed)
+    elif str(mask) in ("quantized_sci", EVAL_MASK):
+        out = data.load_mask(EVAL_MASK)
+    elif Path(str(mask)).suffix:
+        out = io.read_mask(str(mask))
+    else:
+        out = data.load_mask(str(mask), cr=cr)
+    if out.shape[1:] != (h, w):
+        raise QSCIError(f"mask size {out.shape[1:]} does not match the scene size {(h, w)}")
+    if out.shape[0] != cr:
+        raise QSCIError(f"mask has {out.shape[0]} frames but the compression ratio is {cr}")
+    return out
+
+
+def simulate_scene(
+    frames: np.ndarray,
+    cr: int = 8,
+    mask: str | np.ndarray = "random",
+    seed: int = 0,
+    read_noise_std: float = 0.0,
+    shot_noise_photons: float | None = None,
+    name: str = "custom",
+    kind: str = "simulated",
+) -> SceneInput:
+    """Code a clip (F, H, W) into F // cr snapshots with a chosen mask and optional noise."""
+    frames = np.asarray(frames, np.float32)
+    if frames.ndim != 3:
+        raise QSCIError(f"a clip must be (frames, H, W), got shape {frames.shape}")
+    gt = split_groups(frames, cr)
+    m = resolve_mask(mask, cr, *frames.shape[1:], seed=seed)
+    meas = np.stack([
+        simulate_measurement(g, m, read_noise_std, shot_noise_photons, seed=seed + i) for i, g in enumerate(gt)
+    ]).astype(np.float32)
+    info = {"cr": cr, "size": list(frames.shape[1:]), "measurements": len(meas), "mask": str(mask) if isinstance(mask, str) else "array"}
+    return SceneInput(name, kind, meas, m, gt, info)
+
+
+def load_scene(name: str) -> SceneInput:
+    """A named scene, simulated with the evaluation mask (benchmark), as recorded (real), or embedded."""
+    from qsci import data
+
+    if name in BENCHMARK_SCENES:
+        orig, own_mask = data.load_benchmark(name)
+        mask = data.load_mask(EVAL_MASK) if data.is_available(EVAL_MASK) else own_mask
+        return simulate_scene(orig, cr=mask.shape[0], mask=mask, name=name, kind="benchmark")
+    if name in REAL_SCENES:
+        cr = int(name.rsplit("cr", 1)[1])
+        meas = data.load_real_measurement(name)
+        mask = data.load_mask("real_mask", cr=cr)
+        return SceneInput(name, "real", meas, mask, None, {"cr": cr, "size": list(meas.shape[1:]), "measurements": len(meas)})
+    if name in _embedded_names():
+        from qsci.synthetic import make_embedded_scene
+
+        clip = make_embedded_scene(name)
+        return simulate_scene(clip, cr=8, mask=f"random:{EMBEDDED_MASK_SEED}", name=name, kind="embedded")
+    known = ", ".join(s.name for s in list_scenes())
+    raise QSCIError(f"unknown scene {name!r}; known: {known}")
+
+
+def scene_from_files(
+    meas_path: str | Path, mask_path: str | Path, gt_path: str | Path | None = None, real_scaling: bool = False
+) -> SceneInput:
+    """An uploaded measurement + mask (+ ground truth), validated with file-naming errors."""
+    from qsci import io
+
+    mask = io.read_mask(mask_path)
+    m = io.read_measurement(meas_path, cr=mask.shape[0] if real_scaling else None, real_scaling=real_scaling)
+    io.check_pair(m.data, mask, meas_path=meas_path, mask_path=mask_path)
+    gt = None
+    if gt_path is not None:
+        frames = io.read_scene(gt_path)
+        if frames.shape[1:] != mask.shape[1:]:
+            raise QSCIError(f"{Path(gt_path).name}: ground-truth frames are {frames.shape[1:]}, the mask is {mask.shape[1:]}")
+        need = m.data.shape[0] * mask.shape[0]
+        if frames.shape[0] < need:
+            raise QSCIError(f"{Path(gt_path).name}: {frames.shape[0]} ground-truth frames, need {need} ({m.data.shape[0]} measurements x CR {mask.shape[0]})")
+        gt = split_groups(frames[:need], mask.shape[0])
+    info = {"cr": int(mask.shape[0]), "size": list(mask.shape[1:]), "measurements": int(m.data.shape[0]), "axis_order": m.axis_order}
+    return SceneInput(Path(meas_path).name, "upload", m.data, mask, gt, info)
