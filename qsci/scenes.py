@@ -45,9 +45,9 @@ class SceneInput:
 
 
 def _embedded_names() -> list[str]:
-    from qsci.synthetic import EMBEDDED_SCENES
+    from qsci.synthetic import list_embedded_scenes
 
-    return list(EMBEDDED_SCENES)
+    return list_embedded_scenes()
 
 
 def list_scenes() -> list[SceneInfo]:
