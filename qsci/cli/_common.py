@@ -29,7 +29,9 @@ def parse_size(text: str) -> tuple[int, int, int]:
 
 
 def stderr_progress(fraction: float, message: str) -> None:
-    """A one-line progress display on stderr (kept off stdout so JSON stays clean)."""
+    """A one-line progress display on a terminal's stderr (off stdout so JSON stays clean; silent in pipes)."""
+    if not sys.stderr.isatty():
+        return
     sys.stderr.write(f"\r[{fraction * 100:5.1f}%] {message[:70]:<70}")
     if fraction >= 1.0:
         sys.stderr.write("\n")

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from qsci.engine import reconstruct
+from qsci.errors import QSCIError
+from qsci.scenes import load_scene
+from qsci.zoo import get_method, list_methods
+
+
+def test_gap_tv_through_engine_scores_against_gt():
+    sc = load_scene("drop8")
+    calls = []
+    res = reconstruct(sc.meas, sc.mask, "gap-tv", gt=sc.gt, progress=lambda f, m: calls.append(f))
+    assert res.frames.shape == (1, 8, 256, 256) and res.frames.dtype == np.float32
+    assert len(res.psnr) == 8 and len(res.ssim) == 8
+    assert res.psnr_mean > 30.0 and 0.8 < res.ssim_mean <= 1.0
+    assert res.seconds > 0 and res.backend
+    assert calls and calls[-1] == pytest.approx(1.0)
+
+
+def test_engine_rejects_mismatched_inputs():
+    mask = np.ones((8, 32, 32), np.float32)
+    with pytest.raises(QSCIError, match="does not match mask size"):
+        reconstruct(np.zeros((1, 16, 32), np.float32), mask, "gap-tv")
+    with pytest.raises(QSCIError, match="ground truth shape"):
+        reconstruct(np.zeros((1, 32, 32), np.float32), mask, "gap-tv", gt=np.zeros((3, 32, 32)))
+    with pytest.raises(QSCIError, match="unknown method 'nope'"):
+        reconstruct(np.zeros((1, 32, 32), np.float32), mask, "nope")
+
+
+def test_model_list_sources():
+    methods = list_methods()
+    assert methods[0].name == "gap-tv" and methods[0].source == "classical"
+    official = [m for m in methods if m.source == "official"]
+    assert {m.name for m in official} == {
+        "official-s-fp32", "official-s-8bit", "official-s-4bit", "official-s-3bit", "official-s-2bit", "official-b-fp32"}
+    assert get_method("qsci-t-4bit").bits == 4
+
+
+def test_random_weight_network_runs_through_engine():
+    rng = np.random.default_rng(0)
+    mask = (rng.random((8, 32, 32)) > 0.5).astype(np.float32)
+    meas = rng.random((2, 32, 32)).astype(np.float32) * 4
+    res = reconstruct(meas, mask, "qsci-t-fp32")
+    assert res.frames.shape == (2, 8, 32, 32) and res.weights == "random" and res.backend == "fp32"
+    assert np.isfinite(res.frames).all()
