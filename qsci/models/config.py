@@ -1,0 +1,67 @@
+"""`ModelConfig`: everything needed to rebuild a network, stored inside every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from qsci.errors import QSCIError
+
+# preset -> (in_ch C, units U, group_num G)
+PRESETS: dict[str, tuple[int, int, int]] = {"t": (16, 4, 2), "s": (32, 8, 2), "b": (64, 8, 4)}
+VALID_BITS = (2, 3, 4, 5, 6, 7, 8, 32)
+
+
+@dataclass
+class ModelConfig:
+    """Sizes and bit width of one EfficientSCI / Q-SCI network.
+
+    `preset` fills `in_ch`, `units`, `group_num` where they are left as None ("free" sizes
+    override them). `bits` 32 = full precision, 8 = quantized graph, < 8 adds 8-bit side branches.
+    `per_channel_act`: per-input-channel activation steps (authors' files) or per-tensor
+    (runnable on integer kernels).
+    """
+
+    preset: str = "s"
+    in_ch: int | None = None
+    units: int | None = None
+    group_num: int | None = None
+    bits: int = 32
+    per_channel_act: bool = True
+    heads: int = 4
+    color_ch: int = 1
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS and None in (self.in_ch, self.units, self.group_num):
+            raise QSCIError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)} or give all sizes")
+        base = PRESETS.get(self.preset, (None, None, None))
+        self.in_ch = int(self.in_ch if self.in_ch is not None else base[0])
+        self.units = int(self.units if self.units is not None else base[1])
+        self.group_num = int(self.group_num if self.group_num is not None else base[2])
+        self.bits = int(self.bits)
+        if self.bits not in VALID_BITS:
+            raise QSCIError(f"bits must be one of {VALID_BITS}, got {self.bits}")
+        if self.color_ch != 1:
+            raise QSCIError("only grayscale (color_ch=1) networks are supported")
+        g = 4 * self.in_ch // max(self.group_num, 1)
+        if self.in_ch < 1 or self.units < 1 or self.group_num < 1 or (4 * self.in_ch) % self.group_num \
+                or g % (2 * self.heads):
+            raise QSCIError(
+                f"invalid sizes in_ch={self.in_ch}, units={self.units}, group_num={self.group_num}: "
+                f"4*in_ch/group_num must be a multiple of {2 * self.heads}"
+            )
+
+    @property
+    def name(self) -> str:
+        """Registry-style name, e.g. `qsci-s-4bit` or `qsci-s-fp32`."""
+        return f"qsci-{self.preset}-" + ("fp32" if self.bits == 32 else f"{self.bits}bit")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise QSCIError(f"model config has unknown fields {unknown}")
+        return cls(**d)
