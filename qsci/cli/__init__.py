@@ -16,7 +16,7 @@ from qsci.errors import QSCIError
 
 COMMAND_MODULES = (
     "scenes", "models", "fetch", "evaluate", "reconstruct",
-    "load_check", "complexity", "bench",
+    "load_check", "complexity", "bench", "plot",
 )
 
 
