@@ -1,0 +1,337 @@
+"""Low-level loaders: one per file format, each returning a (T, H, W) stack in the stored dtype.
+
+Axis rules (documented for users):
+- MATLAB `.mat` (v5 and v7.3) stores (H, W) or (H, W, T): returned as (T, H, W). v7.3 files are
+  HDF5, whose axes appear reversed in h5py, so they are transposed back to MATLAB order first.
+- `.npy` / `.npz` store (H, W) or (T, H, W): returned as they are (2-D gets T = 1).
+- Images: one frame per file (a list of files or a folder, sorted by name) or one per TIFF page.
+- Videos (OpenCV): one grayscale uint8 frame per video frame.
+Every loader checks the declared shape against `Limits` before reading the values.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qsci.errors import InputFileError
+from qsci.io.limits import Limits
+from qsci.io.validate import check_declared_shape, check_dtype, check_file
+
+MAT_EXTS = {".mat"}
+NUMPY_EXTS = {".npy", ".npz"}
+TIFF_EXTS = {".tif", ".tiff"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp"} | TIFF_EXTS
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+# preferred keys per role in .mat/.npz files (`recon` = what `save_frames` writes)
+ROLE_KEYS = {"measurement": ("meas",), "mask": ("mask",), "scene": ("orig", "recon")}
+_MAT_NUMERIC = {"double", "single", "logical", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"}
+
+
+@dataclass
+class Stack:
+    """A loaded (T, H, W) array plus how it was found, for messages and front ends."""
+
+    data: np.ndarray
+    axis_order: str  # e.g. "H,W,T -> T,H,W"
+    dtype_in: str
+    key: str | None = None
+
+
+class _Ctx:
+    """What every loader needs: file, role, limits and the first-axis limit override."""
+
+    def __init__(self, path: Path, role: str, limits: Limits, stack_limit: int | None):
+        self.path, self.role, self.limits, self.stack_limit = path, role, limits, stack_limit
+
+    def shape_ok(self, shape, layout: str) -> tuple[int, int, int]:
+        return check_declared_shape(self.path, tuple(shape), self.role, layout, self.limits, self.stack_limit)
+
+    def fail(self, problem: str) -> InputFileError:
+        return InputFileError(self.path, problem)
+
+
+def _pick_key(ctx: _Ctx, numeric: list[str], all_keys: list[str]) -> str:
+    """The role's key (`meas`/`mask`/`orig`), else the only numeric array, else an error listing keys."""
+    for wanted in ROLE_KEYS[ctx.role]:
+        if wanted in all_keys:
+            return wanted
+    wanted = ROLE_KEYS[ctx.role][0]
+    if len(numeric) == 1:
+        return numeric[0]
+    found = ", ".join(all_keys) if all_keys else "none"
+    raise ctx.fail(f"no '{wanted}' array for the {ctx.role} and no single numeric array to use; keys found: {found}")
+
+
+def _to_thw(arr: np.ndarray, layout: str) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = arr[None]
+    elif layout == "HWT":
+        arr = np.moveaxis(arr, 2, 0)
+    return np.ascontiguousarray(arr)
+
+
+# ---- MATLAB -----------------------------------------------------------------------------------
+
+
+def _is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    return head.startswith(b"MATLAB 7.3") or b"\x89HDF\r\n\x1a\n" in head[:8] + head[512:520]
+
+
+def load_mat(ctx: _Ctx) -> Stack:
+    if _is_hdf5(ctx.path):
+        return _load_mat73(ctx)
+    import scipy.io
+
+    try:
+        info = scipy.io.whosmat(str(ctx.path))
+    except Exception as exc:  # scipy raises many types for non-MAT content
+        raise ctx.fail(f"not a readable MATLAB .mat file ({type(exc).__name__}: {exc})") from None
+    classes = {name: cls for name, _shape, cls in info}
+    numeric = [n for n, c in classes.items() if c in _MAT_NUMERIC]
+    key = _pick_key(ctx, numeric, list(classes))
+    shape = dict((n, s) for n, s, _ in info)[key]
+    if classes[key] not in _MAT_NUMERIC:
+        raise ctx.fail(f"'{key}' is a MATLAB {classes[key]}, not a numeric array")
+    ctx.shape_ok(shape, "HWT")
+    try:
+        arr = scipy.io.loadmat(str(ctx.path), variable_names=[key])[key]
+    except Exception as exc:
+        raise ctx.fail(f"cannot read '{key}' from the .mat file (truncated or damaged: {exc})") from None
+    check_dtype(ctx.path, arr.dtype, ctx.role)
+    ctx.shape_ok(arr.shape, "HWT")
+    return Stack(_to_thw(arr, "HWT"), "H,W,T -> T,H,W (MATLAB v5)", str(arr.dtype), key)
+
+
+def _load_mat73(ctx: _Ctx) -> Stack:
+    import h5py
+
+    try:
+        with h5py.File(ctx.path, "r") as f:
+            datasets = {k: v for k, v in f.items() if isinstance(v, h5py.Dataset) and not k.startswith("#")}
+            keys = [k for k in f.keys() if not k.startswith("#")]
+
+            def matlab_class(ds) -> str:
+                cls = ds.attrs.get("MATLAB_class", b"double")
+                return cls.decode() if isinstance(cls, bytes) else str(cls)
+
+            numeric = [k for k, d in datasets.items() if matlab_class(d) in _MAT_NUMERIC and d.dtype.fields is None]
+            key = _pick_key(ctx, numeric, keys)
+            if key not in datasets:
+                raise ctx.fail(f"'{key}' is a MATLAB struct or cell, not a numeric array")
+            ds = datasets[key]
+            if matlab_class(ds) == "char":
+                raise ctx.fail(f"{ctx.role} holds text (MATLAB char); expected numbers")
+            if "MATLAB_empty" in ds.attrs and int(np.asarray(ds.attrs["MATLAB_empty"]).ravel()[0]):
+                raise ctx.fail(f"{ctx.role} array is empty")
+            check_dtype(ctx.path, ds.dtype, ctx.role)
+            ctx.shape_ok(tuple(reversed(ds.shape)), "HWT")
+            arr = ds[()].T  # h5py sees MATLAB's axes reversed
+    except InputFileError:
+        raise
+    except Exception as exc:
+        raise ctx.fail(f"not a readable MATLAB v7.3 (HDF5) file ({type(exc).__name__}: {exc})") from None
+    return Stack(_to_thw(arr, "HWT"), "H,W,T -> T,H,W (MATLAB v7.3, HDF5 axes reversed)", str(arr.dtype), key)
+
+
+# ---- numpy ------------------------------------------------------------------------------------
+
+
+def _npy_header(ctx: _Ctx, fh, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset from a .npy header, without reading the data."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    except Exception as exc:
+        raise ctx.fail(f"{name} is not a valid .npy array ({exc})") from None
+    return tuple(shape), np.dtype(dtype), fh.tell()
+
+
+def load_npy(ctx: _Ctx) -> Stack:
+    size = ctx.path.stat().st_size
+    with open(ctx.path, "rb") as fh:
+        shape, dtype, offset = _npy_header(ctx, fh, "content")
+    check_dtype(ctx.path, dtype, ctx.role)
+    ctx.shape_ok(shape, "THW")
+    need = offset + int(np.prod(shape)) * dtype.itemsize
+    if size < need:
+        raise ctx.fail(f"file is truncated: header declares {shape} {dtype} ({need} bytes), found {size} bytes")
+    try:
+        arr = np.load(ctx.path, allow_pickle=False)
+    except Exception as exc:
+        raise ctx.fail(f"cannot read .npy data ({exc})") from None
+    return Stack(_to_thw(arr, "THW"), "T,H,W (numpy, as stored)", str(arr.dtype), None)
+
+
+def load_npz(ctx: _Ctx) -> Stack:
+    try:
+        zf = zipfile.ZipFile(ctx.path)
+    except Exception as exc:
+        raise ctx.fail(f"not a valid .npz archive ({exc})") from None
+    with zf:
+        members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+        headers = {}
+        for name, info in members.items():
+            with zf.open(info) as fh:
+                headers[name] = _npy_header(ctx, fh, f"'{name}'")
+        numeric = [n for n, (_s, d, _o) in headers.items() if d.kind in "biuf" and not d.hasobject]
+        key = _pick_key(ctx, numeric, list(members))
+        shape, dtype, offset = headers[key]
+        check_dtype(ctx.path, dtype, ctx.role)
+        ctx.shape_ok(shape, "THW")
+        need = offset + int(np.prod(shape)) * dtype.itemsize
+        if members[key].file_size != need:
+            raise ctx.fail(f"'{key}' is damaged: header declares {need} bytes, archive holds {members[key].file_size}")
+        try:
+            with zf.open(members[key]) as fh:
+                arr = np.lib.format.read_array(fh, allow_pickle=False)
+        except Exception as exc:
+            raise ctx.fail(f"cannot read '{key}' from the .npz archive (truncated or damaged: {exc})") from None
+    return Stack(_to_thw(arr, "THW"), "T,H,W (numpy, as stored)", str(arr.dtype), key)
+
+
+# ---- images -----------------------------------------------------------------------------------
+
+
+def _natural_key(p: Path):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
+def _named(ctx: _Ctx, path: Path, problem: str) -> InputFileError:
+    """Error about one frame file; names it when the source is a folder or list."""
+    return ctx.fail(problem if path == ctx.path else f"{path.name}: {problem}")
+
+
+def _gray(arr: np.ndarray, ctx: _Ctx, path: Path) -> np.ndarray:
+    """RGB(A) (samples last) to luminance (BT.601) in the stored range; 2-D stays as it is."""
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        g = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        return np.round(g).astype(arr.dtype) if arr.dtype.kind in "ui" else g.astype(arr.dtype)
+    if arr.ndim != 2:
+        raise _named(ctx, path, f"unsupported image layout with shape {arr.shape}")
+    return arr
+
+
+def _read_tiff(ctx: _Ctx, path: Path, already: int) -> list[np.ndarray]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, shape = series.axes, tuple(series.shape)
+            check_dtype(ctx.path, series.dtype, ctx.role)
+            if "Y" not in axes or "X" not in axes:
+                raise _named(ctx, path, f"TIFF without image axes (axes {axes})")
+            h, w = shape[axes.index("Y")], shape[axes.index("X")]
+            n = int(np.prod([s for a, s in zip(axes, shape) if a not in "YXS"]))
+            ctx.shape_ok((already + n, h, w), "THW")  # before decoding any page
+            arr = series.asarray()
+    except InputFileError:
+        raise
+    except Exception as exc:
+        raise _named(ctx, path, f"not a readable TIFF image ({type(exc).__name__}: {exc})") from None
+    order = [i for i, a in enumerate(axes) if a not in "YXS"] + [axes.index("Y"), axes.index("X")]
+    if "S" in axes:
+        order.append(axes.index("S"))
+    arr = arr.transpose(order).reshape((n, h, w) + ((shape[axes.index("S")],) if "S" in axes else ()))
+    return [_gray(a, ctx, path) for a in arr]
+
+
+def _read_image(ctx: _Ctx, path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > ctx.limits.max_pixels or max(w, h) > ctx.limits.max_side:
+                raise _named(
+                    ctx, path, f"image size {h}x{w} exceeds the {ctx.limits.max_side}x{ctx.limits.max_side} limit"
+                )
+            if im.mode in ("P", "PA", "LA", "CMYK", "YCbCr", "HSV", "LAB"):
+                im = im.convert("RGB")
+            arr = np.asarray(im)
+    except InputFileError:
+        raise
+    except Exception as exc:
+        raise _named(ctx, path, f"not a readable image ({type(exc).__name__}: {exc})") from None
+    check_dtype(ctx.path, arr.dtype, ctx.role)
+    return _gray(arr, ctx, path)
+
+
+def load_image_files(ctx: _Ctx, files: list[Path]) -> Stack:
+    """Frames from image files in the given order; all must share size and data type."""
+    if not files:
+        raise ctx.fail("no image frames found (.png, .tif, .tiff, .jpg, .bmp)")
+    limit = ctx.stack_limit or {"measurement": ctx.limits.max_measurements, "mask": ctx.limits.max_cr,
+                                "scene": ctx.limits.max_scene_frames}[ctx.role]
+    if len(files) > limit:
+        ctx.shape_ok((len(files), 1, 1), "THW")
+    frames: list[np.ndarray] = []
+    for f in files:
+        if f.suffix.lower() not in IMAGE_EXTS:
+            raise _named(ctx, f, f"unsupported frame file type '{f.suffix}'")
+        check_file(f, ctx.limits)
+        new = _read_tiff(ctx, f, len(frames)) if f.suffix.lower() in TIFF_EXTS else [_read_image(ctx, f)]
+        for fr in new:
+            if frames and (fr.shape != frames[0].shape or fr.dtype != frames[0].dtype):
+                raise _named(
+                    ctx, f, f"frame {fr.shape[0]}x{fr.shape[1]} {fr.dtype} differs from the first frame "
+                    f"{frames[0].shape[0]}x{frames[0].shape[1]} {frames[0].dtype}"
+                )
+            frames.append(fr)
+    arr = np.stack(frames)
+    ctx.shape_ok(arr.shape, "THW")
+    return Stack(arr, "T,H,W (one frame per image)", str(arr.dtype), None)
+
+
+def image_files_in(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS), key=_natural_key)
+
+
+# ---- video ------------------------------------------------------------------------------------
+
+
+def load_video(ctx: _Ctx) -> Stack:
+    import cv2
+
+    cap = cv2.VideoCapture(str(ctx.path))
+    try:
+        if not cap.isOpened():
+            raise ctx.fail("cannot open the video (not a video file or unsupported codec)")
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if w > 0 and h > 0:
+            ctx.shape_ok((max(count, 1), h, w), "THW")
+        limit = ctx.stack_limit or ctx.limits.max_scene_frames
+        frames = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if len(frames) >= limit:
+                raise ctx.fail(f"{ctx.role} has more than {limit} frames, the limit")
+            if frame.ndim == 3:
+                frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            if frames and frame.shape != frames[0].shape:
+                raise ctx.fail(f"video frame {len(frames)} changes size to {frame.shape}")
+            frames.append(frame)
+    except InputFileError:
+        raise
+    except Exception as exc:
+        raise ctx.fail(f"cannot decode the video ({type(exc).__name__}: {exc})") from None
+    finally:
+        cap.release()
+    if not frames:
+        raise ctx.fail("video has no decodable frames")
+    arr = np.stack(frames)
+    ctx.shape_ok(arr.shape, "THW")
+    return Stack(arr, "T,H,W (video frames, grayscale)", str(arr.dtype), None)
