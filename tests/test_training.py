@@ -1,0 +1,141 @@
+"""Training front end: loss goes down, resume is exact, DDP ranks agree, QAT starts from FP weights.
+
+Everything runs a free-size T model (in_ch 8, one ResDNet unit) on 32x32 crops for a few steps,
+so the whole file stays well under two minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training import train as T
+from training.checkpointing import load_checkpoint
+from training.config import TrainConfig, build_arg_parser, resolve
+from training.data import ClipDataset
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"in_ch": 8, "units": 1}
+
+
+def tiny_cfg(out: Path, **kw) -> TrainConfig:
+    base = dict(model_overrides=dict(TINY), data="images", crop=32, batch=2, lr=1e-3, min_lr=1e-5,
+                warmup_steps=2, max_steps=6, num_workers=0, log_every=1, eval_scenes=[],
+                final_eval=False, progress=False, threads=1, out=str(out), save_every_minutes=1e9)
+    base.update(kw)
+    return TrainConfig(**base).validate()
+
+
+def test_config_resolution_and_presets(tmp_path):
+    args = build_arg_parser().parse_args(["--preset", "t_qat4", "--lr", "3e-5", "--crop", "64",
+                                          "--batch", "2", "--eval-scenes", "drop8,traffic"])
+    cfg = resolve(args)
+    assert (cfg.bits, cfg.lr, cfg.crop, cfg.batch) == (4, 3e-5, 64, 2)
+    assert cfg.model_name == "qsci-t-4bit" and cfg.eval_scenes == ["drop8", "traffic"]
+    assert cfg.init_from.endswith("t_fp32/ckpt.pt")
+    cfg.crop_schedule = [[10, 256]]
+    assert cfg.crop_at(9) == 64 and cfg.crop_at(10) == 256
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = TrainConfig(lr=1e-3, min_lr=1e-5, warmup_steps=10, max_steps=110)
+    lrs = [T.get_lr(s, cfg) for s in range(120)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[110] == pytest.approx(1e-5) and lrs[119] == pytest.approx(1e-5)
+
+
+def test_samples_are_deterministic_and_shaped():
+    cfg = tiny_cfg("unused", crop_schedule=[[3, 48]])
+    ds = ClipDataset(cfg, rank=0)
+    x0, x = ds[5]
+    assert x0.shape == (1, 8, 32, 32) and x.shape == (8, 32, 32)
+    assert torch.equal(ClipDataset(cfg, rank=0)[5][1], x)
+    assert not torch.equal(ClipDataset(cfg, rank=1)[5][1], x)  # per-rank streams differ
+    assert ds[6 * cfg.batch][1].shape == (8, 48, 48)  # the crop schedule, by step
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+
+
+def test_tiny_run_lowers_loss(tmp_path):
+    torch.manual_seed(0)
+    cfg = tiny_cfg(tmp_path / "run", max_steps=14, lr=2e-3, warmup_steps=2)
+    summary = T.train(cfg)
+    losses = [loss for _, loss in summary["losses"]]
+    assert summary["step"] == 14 and len(losses) == 14
+    assert np.mean(losses[-4:]) < 0.5 * np.mean(losses[:3])
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["max_steps"] == 14
+    lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert {"step", "loss", "lr", "samples_per_s"} <= set(json.loads(lines[0]))
+
+
+def test_resume_reproduces_steps_and_losses(tmp_path):
+    full = T.train(tiny_cfg(tmp_path / "full"))
+    part = T.train(tiny_cfg(tmp_path / "part", stop_step=3))
+    assert part["step"] == 3 and part["stop_reason"] == "stop_step"
+    ckpt = load_checkpoint(tmp_path / "part" / "ckpt.pt")  # weights_only=True inside
+    assert ckpt["step"] == 3 and ckpt["samples"] == 6
+    cfg = TrainConfig.from_dict({**ckpt["train_config"], "stop_step": 0})
+    resumed = T.train(cfg, ckpt)
+    assert resumed["step"] == 6
+    assert dict(resumed["losses"]) == pytest.approx(dict(full["losses"][3:]), rel=1e-6, abs=1e-9)
+    a, b = full["model"].state_dict(), resumed["model"].state_dict()
+    assert all(torch.allclose(a[k], b[k], rtol=1e-6, atol=1e-9) for k in a)
+
+
+def test_qat_starts_from_fp_checkpoint(tmp_path):
+    T.train(tiny_cfg(tmp_path / "fp", max_steps=2))
+    fp = load_checkpoint(tmp_path / "fp" / "ckpt.pt")["model"]
+    # lr 0: the QAT run must end exactly on the full-precision weights, quantizers calibrated.
+    summary = T.train(tiny_cfg(tmp_path / "q4", bits=4, init_from=str(tmp_path / "fp" / "ckpt.pt"),
+                               lr=0.0, min_lr=0.0, max_steps=2))
+    q = load_checkpoint(tmp_path / "q4" / "ckpt.pt")
+    assert q["model_config"]["bits"] == 4
+    sd = q["model"]
+    assert torch.equal(sd["fem_conv1_1.0.weight"], fp["fem.0.weight"])  # renamed main path
+    assert torch.equal(sd["vrm_conv3_1.weight"], fp["vrm.4.weight"])
+    shared = [k for k in fp if k in sd]
+    assert shared and all(torch.equal(sd[k], fp[k]) for k in shared)
+    inits = [v for k, v in sd.items() if k.endswith("init_state")]
+    assert inits and all(float(v.min()) > 0 for v in inits)  # steps calibrated on the first batch
+    assert summary["step"] == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_ranks_agree(tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys, torch
+        sys.path.insert(0, {str(REPO)!r})
+        from training.config import TrainConfig
+        from training.train import train
+        cfg = TrainConfig(model_overrides={TINY!r}, data="images", crop=32, batch=2, lr=1e-3,
+                          warmup_steps=1, max_steps=3, num_workers=0, log_every=1, eval_scenes=[],
+                          final_eval=False, progress=False, threads=1, device="cpu",
+                          out={str(tmp_path / "ddp")!r})
+        s = train(cfg)
+        torch.save(s["model"].state_dict(), {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.pt")
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)
+    ckpt = load_checkpoint(tmp_path / "ddp" / "ckpt.pt")
+    assert ckpt["step"] == 3 and ckpt["samples"] == 3 * 2 * 2  # both ranks' samples counted

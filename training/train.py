@@ -1,0 +1,347 @@
+"""Train a Q-SCI model: full precision, or QAT of a b-bit model from a full-precision checkpoint.
+
+    python -m training.train --preset t_fp32 --out runs/t_fp32 --minutes 30
+    python -m training.train --preset t_qat4 --init-from runs/t_fp32/ckpt.pt --out runs/t_qat4
+    python -m training.train --resume runs/t_fp32/ckpt.pt          # continue the exact schedule
+    torchrun --nproc_per_node 4 -m training.train --preset s_fp32 --out runs/s_fp32
+
+One process per GPU under torchrun (DDP, rank 0 logs and saves); plain `python` is one process.
+Every run writes `<out>/config.json` (the resolved config), `<out>/log.jsonl` (step, loss, lr,
+samples/s, eval metrics) and `<out>/ckpt.pt` (atomic; every `save_every_minutes`, on
+SIGTERM/SIGINT and at the end). The data stream is a function of (seed, rank, sample index), so
+a resumed run continues with the very batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from qsci.errors import QSCIError
+from training import distributed as D
+from training.checkpointing import load_checkpoint, save_checkpoint, set_rng_state, strip_ddp_prefix
+from training.config import TrainConfig, build_arg_parser, resolve, save_config
+from training.data import make_loader
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def get_lr(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to `lr`, then cosine decay to `min_lr` at `max_steps` (nanoGPT-style)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.max_steps <= cfg.warmup_steps:  # schedule length not decided yet (budget probe)
+        return cfg.lr
+    progress = min(1.0, (step - cfg.warmup_steps) / (cfg.max_steps - cfg.warmup_steps))
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+def build_model(cfg: TrainConfig, model_config: dict | None = None) -> torch.nn.Module:
+    """From a stored ModelConfig dict (resume) or from the registry name plus overrides."""
+    from qsci import models
+
+    if model_config is not None:
+        return models.build_model(models.ModelConfig.from_dict(dict(model_config)))
+    return models.create_model(cfg.model_name, **cfg.model_overrides)
+
+
+def model_config_dict(model: torch.nn.Module) -> dict:
+    return getattr(model, "module", model).config.to_dict()
+
+
+def init_qat(model: torch.nn.Module, path: str) -> dict:
+    """Start a b-bit model from a full-precision checkpoint (spec 5); steps calibrate later."""
+    from qsci.models.qsci_net import init_from_fp
+
+    ckpt = load_checkpoint(path)
+    fp_sd = strip_ddp_prefix(ckpt["model"])
+    if "model_config" in ckpt and int(ckpt["model_config"].get("bits", 32)) != 32:
+        raise QSCIError(f"--init-from {path}: expected a full-precision checkpoint, got "
+                        f"{ckpt['model_config'].get('bits')}-bit")
+    report = init_from_fp(model, fp_sd)
+    if len(report["copied"]) < len(fp_sd):  # every full-precision tensor must land somewhere
+        raise QSCIError(f"--init-from {path}: only {len(report['copied'])} of {len(fp_sd)} tensors "
+                        f"fit the {model.config.name} model (different sizes?)")
+    return report
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def compute_loss(out: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    mse = F.mse_loss(out.float(), x)  # (B, T, H, W) vs (B, T, H, W); fp32 even under autocast
+    return mse.sqrt() if kind == "rmse" else mse
+
+
+def evaluate_model(raw: torch.nn.Module, cfg: TrainConfig, step: int, out_dir: Path) -> dict | None:
+    """Benchmark scenes with the Q-SCI mask through `qsci.evaluate` (the CLI's protocol)."""
+    if not cfg.eval_scenes:
+        return None
+    try:
+        from qsci.evaluate import evaluate
+    except ImportError:  # TODO(lead): qsci.evaluate not landed yet; evaluation is skipped
+        print("note: qsci.evaluate is not available; skipping evaluation", file=sys.stderr)
+        return None
+    # A fresh file per evaluation: the zoo caches loaded models by checkpoint path.
+    path = out_dir / "eval" / f"model_step{step:07d}.pt"
+    from training.checkpointing import atomic_save
+
+    atomic_save({"model": {k: v.detach().cpu() for k, v in raw.state_dict().items()},
+                 "model_config": raw.config.to_dict()}, path)
+    was_training = raw.training
+    try:
+        result = evaluate(cfg.model_name, list(cfg.eval_scenes), mask="quantized_sci", checkpoint=path)
+    finally:
+        raw.train(was_training)
+        path.unlink(missing_ok=True)
+    return result
+
+
+class StopSignal:
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and exits at the next step."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. some test runners)
+                pass
+
+    def _handle(self, signum, frame):
+        if self.requested:  # second signal: give up waiting
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Logger:
+    """JSONL log (+ TensorBoard if installed and asked for), rank 0 only."""
+
+    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool):
+        self.enabled = enabled
+        self.fh = open(out_dir / "log.jsonl", "a") if enabled else None
+        self.tb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out_dir / "tb"))
+            except ImportError:
+                print("note: tensorboard is not installed; logging to log.jsonl only", file=sys.stderr)
+
+    def log(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        self.fh.write(json.dumps(record) + "\n")
+        self.fh.flush()
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self.fh:
+            self.fh.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
+    """Run (or continue) one training run; returns a summary (step, losses, eval)."""
+    t_start = time.time()
+    dist = D.setup(cfg.device)
+    main_rank = dist.main
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    out_dir = Path(cfg.out)
+    if main_rank:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.json")
+    torch.manual_seed(cfg.seed + dist.rank)
+
+    # model: resumed, QAT-initialised from a full-precision checkpoint, or fresh
+    step, samples = 0, 0
+    if resume is not None:
+        model = build_model(cfg, resume.get("model_config"))
+        model.load_state_dict(strip_ddp_prefix(resume["model"]))
+        step, samples = int(resume["step"]), int(resume["samples"])
+    else:
+        model = build_model(cfg)
+        if cfg.bits != 32:
+            if not cfg.init_from:
+                raise QSCIError(f"QAT ({cfg.bits}-bit) needs --init-from a full-precision checkpoint")
+            report = init_qat(model, cfg.init_from)
+            if main_rank:
+                print(f"QAT init from {cfg.init_from}: {len(report['copied'])} tensors copied, "
+                      f"{len(report['fresh'])} fresh", file=sys.stderr)
+    model.to(dist.device).train()
+    optimizer = make_optimizer(model, cfg)
+    if resume is not None:
+        if resume.get("optimizer"):
+            optimizer.load_state_dict(resume["optimizer"])
+        set_rng_state(resume["rng"])
+
+    use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and dist.device.type == "cuda")
+    autocast = (lambda: torch.autocast(dist.device.type, dtype=torch.bfloat16)) if use_amp else nullcontext
+    loader = make_loader(cfg, dist.rank, step, pin_memory=dist.device.type == "cuda")
+    batches = iter(loader)
+
+    def next_batch():
+        x0, x = next(batches)  # (B, 1, T, H, W), (B, T, H, W)
+        return x0.to(dist.device, non_blocking=True), x.to(dist.device, non_blocking=True)
+
+    # First batch: calibrates LSQ steps (they initialise on the first forward) and finds
+    # parameters without gradients, before DDP copies rank 0's state to every rank.
+    batch = next_batch()
+    find_unused = False
+    if dist.enabled:
+        with autocast():
+            probe = compute_loss(model(batch[0]), batch[1], cfg.loss)
+        probe.backward()
+        find_unused = any(p.requires_grad and p.grad is None for p in model.parameters())
+        optimizer.zero_grad(set_to_none=True)
+    raw = model
+    model = D.wrap(model, dist, find_unused)
+
+    logger = Logger(out_dir, main_rank, cfg.tensorboard)
+    stopper = StopSignal()
+    budget_s = cfg.minutes * 60.0 if cfg.minutes > 0 else math.inf
+    eval_reserve_s = 30.0 if cfg.final_eval and cfg.eval_scenes else 5.0
+    probe_at = step + 10 if cfg.max_steps <= 0 else None
+    last_save = time.time()
+    summary = {"losses": [], "evals": [], "start_step": step}
+    bar = tqdm(total=cfg.max_steps or None, initial=step, disable=not (main_rank and cfg.progress),
+               dynamic_ncols=True, desc=cfg.model_name)
+    t_log, steps_since_log = time.time(), 0
+    t_loop = time.time()
+    loss = None
+    stop_reason = "max_steps"
+    while cfg.max_steps <= 0 or step < cfg.max_steps:
+        lr = get_lr(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x0, x = batch
+        with autocast():
+            out = model(x0)  # (B, T, H, W)
+        loss = compute_loss(out, x, cfg.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        step += 1
+        samples += cfg.batch * dist.world
+        steps_since_log += 1
+        batch = next_batch()  # the loader's workers already prepared it
+
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            dt = time.time() - t_log
+            rec = {"step": step, "loss": loss.item(), "lr": lr, "crop": cfg.crop_at(step - 1),
+                   "samples_per_s": steps_since_log * cfg.batch * dist.world / max(dt, 1e-9),
+                   "samples": samples, "elapsed_s": round(time.time() - t_start, 2)}
+            logger.log(rec)
+            summary["losses"].append((step, rec["loss"]))
+            bar.set_postfix(loss=f"{rec['loss']:.4g}", lr=f"{lr:.2e}", sps=f"{rec['samples_per_s']:.1f}")
+            t_log, steps_since_log = time.time(), 0
+        bar.update(1)
+
+        if probe_at is not None and step >= probe_at:  # fit the cosine schedule to the budget
+            per_step = (time.time() - t_loop) / max(step - summary["start_step"], 1)
+            left = budget_s - (time.time() - t_start) - eval_reserve_s
+            cfg.max_steps = D.broadcast_int(step + max(1, int(0.95 * left / per_step)), dist)
+            probe_at = None
+            bar.total = cfg.max_steps
+            if main_rank:
+                save_config(cfg, out_dir / "config.json")
+                print(f"budget {cfg.minutes} min -> max_steps {cfg.max_steps}", file=sys.stderr)
+
+        if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.max_steps:
+            if main_rank:
+                res = evaluate_model(raw, cfg, step, out_dir)
+                if res is not None:
+                    logger.log({"step": step, "eval": res})
+                    summary["evals"].append((step, res))
+            D.barrier(dist)
+
+        over_time = time.time() - t_start + eval_reserve_s >= budget_s
+        if D.any_flag(stopper.requested or over_time, dist):
+            stop_reason = "signal" if stopper.requested else "time budget"
+            break
+        if cfg.stop_step and step >= cfg.stop_step:
+            stop_reason = "stop_step"
+            break
+        if main_rank and time.time() - last_save >= cfg.save_every_minutes * 60.0:
+            save_checkpoint(out_dir / "ckpt.pt", model=raw, model_config=raw.config.to_dict(),
+                            optimizer=optimizer, step=step, samples=samples, train_config=cfg.to_dict())
+            last_save = time.time()
+    bar.close()
+    stopper.restore()
+
+    if main_rank:
+        save_checkpoint(out_dir / "ckpt.pt", model=raw, model_config=raw.config.to_dict(),
+                        optimizer=optimizer, step=step, samples=samples, train_config=cfg.to_dict())
+        print(f"stopped at step {step} ({stop_reason}); saved {out_dir / 'ckpt.pt'}", file=sys.stderr)
+        if cfg.final_eval and stop_reason in ("max_steps", "time budget"):
+            res = evaluate_model(raw, cfg, step, out_dir)
+            if res is not None:
+                logger.log({"step": step, "eval": res})
+                summary["evals"].append((step, res))
+    D.barrier(dist)
+    logger.close()
+    summary.update(step=step, samples=samples, stop_reason=stop_reason,
+                   final_loss=None if loss is None else float(loss.item()), model=raw)
+    del batches, loader  # shut the workers down before the process group goes
+    D.teardown(dist)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    try:
+        resume = None
+        if args.resume:
+            path = args.resume
+            if path == "auto":
+                base = resolve(args)
+                auto = Path(base.out) / "ckpt.pt"
+                path = str(auto) if auto.is_file() else None
+            if path:
+                resume = load_checkpoint(path)
+        base = None
+        if resume is not None:
+            base = dict(resume.get("train_config") or {})
+            base["stop_step"] = 0  # a stop point applies to one invocation, not to its resumption
+        cfg = resolve(args, base=base)
+        summary = train(cfg, resume)
+    except QSCIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if summary["stop_reason"] == "signal":
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
