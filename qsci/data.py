@@ -333,11 +333,12 @@ def scene_name(scene: str) -> str:
     return key
 
 
-def load_benchmark(scene: str, mask: str = "quantized_sci_mask") -> tuple[np.ndarray, np.ndarray]:
+def load_benchmark(scene: str, mask: str = "own") -> tuple[np.ndarray, np.ndarray]:
     """(orig (F, H, W) float32 in [0, 1], mask (8, H, W) float32) of one benchmark scene.
 
-    The benchmark protocol re-simulates measurements with the evaluation mask (default the Q-SCI
-    mask); `mask="own"` returns the mask stored in the scene file instead.
+    By default the mask is the one stored in the scene file (no extra file needed). The Q-SCI
+    protocol re-simulates with the evaluation mask: pass `mask="quantized_sci_mask"` (or call
+    `load_mask("quantized_sci_mask")`).
     """
     from qsci.io import read_mask, read_scene
 

@@ -71,11 +71,11 @@ def test_unknown_names_and_traversal_are_refused():
 def test_loaders_on_the_local_folder(data_dir):
     assert data.locate("drop8") == data_dir / "simulation" / "drop8_cacti.mat"
     assert data.is_available("traffic") and not data.is_available("kobe")
-    orig, mask = data.load_benchmark("Drop")
+    orig, mask = data.load_benchmark("Drop", mask="quantized_sci_mask")
     assert orig.shape == (8, 256, 256) and orig.dtype == np.float32 and 0 <= orig.min() and orig.max() <= 1
     assert mask.shape == (8, 256, 256) and abs(mask.mean() - 0.5011921) < 1e-6  # the Q-SCI mask
-    orig, own = data.load_benchmark("traffic", mask="own")
-    assert orig.shape == (48, 256, 256) and abs(own.mean() - 0.5011921) > 1e-4
+    orig, own = data.load_benchmark("traffic")  # the scene file's own mask
+    assert orig.shape == (48, 256, 256) and own.dtype == np.float32 and abs(own.mean() - 0.5011921) > 1e-4
     assert data.load_mask("quantized_sci_mask", cr=4).shape == (4, 256, 256)
     meas = data.load_real_measurement("real-duomino-cr20")
     assert meas.shape == (6, 512, 512) and meas.dtype == np.float32

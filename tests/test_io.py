@@ -292,20 +292,21 @@ def test_non_binary_float_mask_and_pair_check(tmp_path, data_dir):
 def test_save_frames_round_trips(tmp_path):
     rng = np.random.default_rng(4)
     frames = rng.random((2, 3, 6, 5)).astype(np.float32)  # (N, T, H, W)
-    (path,) = save_frames(tmp_path / "r.npz", frames, psnr=np.array([30.5, 31.0]), method="gap-tv")
+    path = save_frames(tmp_path / "r.npz", frames, psnr=np.array([30.5, 31.0]), method="gap-tv")
     with np.load(path, allow_pickle=False) as z:
         np.testing.assert_array_equal(z["recon"], frames)
         assert str(z["method"]) == "gap-tv" and z["psnr"].tolist() == [30.5, 31.0]
-    (path,) = save_frames(tmp_path / "r.mat", frames, psnr=1.5)
+    path = save_frames(tmp_path / "r.mat", frames, psnr=1.5)
     recon = scipy.io.loadmat(str(path))["recon"]
     assert recon.shape == (6, 5, 3, 2)  # MATLAB (H, W, T, N)
     np.testing.assert_array_equal(recon[:, :, 1, 0], frames[0, 1])
-    (path,) = save_frames(tmp_path / "one.mat", frames[1])
+    path = save_frames(tmp_path / "one.mat", frames[1])
     np.testing.assert_allclose(read_scene(path), frames[1])  # key 'recon', (H, W, T) -> (T, H, W)
-    pngs = save_frames(tmp_path / "p.png", frames)
-    assert [p.name for p in pngs] == [f"p_{i:04d}.png" for i in range(6)]
-    np.testing.assert_allclose(read_scene(pngs), frames.reshape(6, 6, 5), atol=0.5 / 255 + 1e-6)
-    (path,) = save_frames(tmp_path / "r.tif", frames)
+    folder = save_frames(tmp_path / "p.png", frames)
+    assert folder == tmp_path / "p"
+    assert sorted(p.name for p in folder.iterdir()) == [f"frame_{i:04d}.png" for i in range(6)]
+    np.testing.assert_allclose(read_scene(folder), frames.reshape(6, 6, 5), atol=0.5 / 255 + 1e-6)
+    path = save_frames(tmp_path / "r.tif", frames)
     np.testing.assert_array_equal(read_measurement(path).data, frames.reshape(6, 6, 5))
     with pytest.raises(QSCIError) as e:
         save_frames(tmp_path / "r.npz", frames, bad={"a": 1})

@@ -6,8 +6,10 @@
 - `.mat` (v5): key `recon` stored MATLAB-style (H, W, T) or (H, W, T, N), plus metadata.
 - `.npy`: the frames as given; no metadata.
 - `.tif`/`.tiff`: one float32 page per frame (lossless), measurement-major for 4-D input.
-- `.png`: numbered 8-bit files NEXT TO the path: `out.png` -> `out_0000.png`, `out_0001.png`, ...
-  (frames clipped to [0, 1] for display; measurement-major for 4-D input).
+- `.png`: a FOLDER named after the path without its suffix: `out.png` -> `out/frame_0000.png`,
+  `out/frame_0001.png`, ... (8-bit, clipped to [0, 1] for display; measurement-major for 4-D
+  input); `read_scene("out")` reads it back in order.
+`save_frames` returns one path: the file written, or the folder for `.png`.
 Single-file outputs are written to a temporary file in the same folder and renamed into place.
 """
 
@@ -62,8 +64,8 @@ def _atomic_write(path: Path, write) -> Path:
     return path
 
 
-def save_frames(path: str | os.PathLike, frames, **meta) -> list[Path]:
-    """Save frames by extension (see module doc); returns the files written."""
+def save_frames(path: str | os.PathLike, frames, **meta) -> Path:
+    """Save frames by extension (see module doc); returns the file (or PNG folder) written."""
     path = Path(path)
     arr = _frames_array(frames)
     ext = path.suffix.lower()
@@ -74,7 +76,7 @@ def save_frames(path: str | os.PathLike, frames, **meta) -> list[Path]:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, recon=arr, **arrays)
 
-        return [_atomic_write(path, write_npz)]
+        return _atomic_write(path, write_npz)
     if ext == ".mat":
         import scipy.io
 
@@ -82,7 +84,7 @@ def save_frames(path: str | os.PathLike, frames, **meta) -> list[Path]:
         if matlab.ndim == 4:
             matlab = np.moveaxis(matlab, 0, -1)  # (N, H, W, T) -> (H, W, T, N)
         arrays = _meta_arrays(meta)
-        return [_atomic_write(path, lambda tmp: scipy.io.savemat(tmp, {"recon": matlab, **arrays}, do_compression=True))]
+        return _atomic_write(path, lambda tmp: scipy.io.savemat(tmp, {"recon": matlab, **arrays}, do_compression=True))
     if meta and ext != ".npz":
         raise QSCIError(f"metadata cannot be stored in a {ext} file; use .npz or .mat")
     if ext == ".npy":
@@ -90,20 +92,22 @@ def save_frames(path: str | os.PathLike, frames, **meta) -> list[Path]:
             with open(tmp, "wb") as fh:
                 np.save(fh, arr, allow_pickle=False)
 
-        return [_atomic_write(path, write_npy)]
+        return _atomic_write(path, write_npy)
     flat = arr.reshape(-1, *arr.shape[-2:])
     if ext in (".tif", ".tiff"):
         import tifffile
 
-        return [_atomic_write(path, lambda tmp: tifffile.imwrite(tmp, flat, photometric="minisblack"))]
+        return _atomic_write(path, lambda tmp: tifffile.imwrite(tmp, flat, photometric="minisblack"))
     if ext == ".png":
         from PIL import Image
 
-        written = []
+        folder = path.with_suffix("")
+        if folder.exists() and not folder.is_dir():
+            raise QSCIError(f"cannot write PNG frames into {folder}: a file of that name exists")
         for i, frame in enumerate(_to_uint8(flat)):
-            target = path.with_name(f"{path.stem}_{i:04d}.png")
-            written.append(_atomic_write(target, lambda tmp, f=frame: Image.fromarray(f).save(tmp, format="PNG")))
-        return written
+            target = folder / f"frame_{i:04d}.png"
+            _atomic_write(target, lambda tmp, f=frame: Image.fromarray(f).save(tmp, format="PNG"))
+        return folder
     raise QSCIError(f"cannot save frames as '{path.suffix}' (use one of {', '.join(SAVE_EXTS)})")
 
 
