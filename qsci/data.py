@@ -291,6 +291,8 @@ def _download(entry: DataFile, progress: Progress | None) -> Path:
                     f"{entry.name}: downloaded file from {url} is corrupted ({problem}) and was deleted; "
                     f"try again or put a good copy at {_where_to_put(entry)}")
             os.replace(tmp, target)
+            st = target.stat()  # remember the verification for the renamed file
+            _VERIFIED[(str(target.resolve()), st.st_mtime_ns, st.st_size)] = entry.blob_id
             return target
         except _Retryable as exc:
             reason = str(exc)

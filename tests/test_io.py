@@ -341,3 +341,38 @@ def test_mp4_is_h264_even_sized_and_gif_fallback(tmp_path, monkeypatch):
 
     with Image.open(gif) as im:
         assert im.n_frames == 7 and im.size == (22, 16)
+
+
+def test_truncated_or_garbled_files_only_raise_input_file_errors(tmp_path):
+    """Every prefix of a valid file of each format either reads or fails with InputFileError."""
+    import h5py  # noqa: F401  (v7.3 writer below)
+    import tifffile
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    frames = rng.random((3, 16, 12)).astype(np.float32)
+    valid = {
+        "a.npy": lambda p: np.save(p, frames),
+        "a.npz": lambda p: np.savez_compressed(p, orig=frames),
+        "a.mat": lambda p: scipy.io.savemat(p, {"orig": np.moveaxis(frames, 0, -1)}, do_compression=True),
+        "b.mat": lambda p: _write_v73(p, orig=np.moveaxis(frames, 0, -1)),
+        "a.png": lambda p: Image.fromarray((frames[0] * 255).astype(np.uint8)).save(p),
+        "a.tif": lambda p: tifffile.imwrite(p, frames, photometric="minisblack"),
+        "a.mp4": lambda p: write_video(p, frames),
+    }
+    for name, make in valid.items():
+        good = tmp_path / name
+        make(good)
+        content = good.read_bytes()
+        assert read_scene(good).shape[1:] == (16, 12), name
+        for cut in (1, 7, 64, len(content) // 3, len(content) // 2, len(content) - 5):
+            bad = tmp_path / f"cut{cut}_{name}"
+            bad.write_bytes(content[:cut])
+            try:
+                read_scene(bad)
+            except InputFileError as exc:
+                assert str(exc).startswith(f"{bad.name}: ") and "\n" not in str(exc), str(exc)
+        noisy = tmp_path / f"noise_{name}"
+        noisy.write_bytes(rng.integers(0, 256, len(content), dtype=np.uint8).tobytes())
+        with pytest.raises(InputFileError):
+            read_scene(noisy)

@@ -20,7 +20,7 @@ import numpy as np
 
 from qsci.errors import InputFileError
 from qsci.io.limits import Limits
-from qsci.io.validate import check_declared_shape, check_dtype, check_file
+from qsci.io.validate import check_declared_shape, check_dtype, check_file, one_line
 
 MAT_EXTS = {".mat"}
 NUMPY_EXTS = {".npy", ".npz"}
@@ -52,7 +52,7 @@ class _Ctx:
         return check_declared_shape(self.path, tuple(shape), self.role, layout, self.limits, self.stack_limit)
 
     def fail(self, problem: str) -> InputFileError:
-        return InputFileError(self.path, problem)
+        return InputFileError(self.path, one_line(problem))
 
 
 def _pick_key(ctx: _Ctx, numeric: list[str], all_keys: list[str]) -> str:
@@ -79,9 +79,12 @@ def _to_thw(arr: np.ndarray, layout: str) -> np.ndarray:
 
 
 def _is_hdf5(path: Path) -> bool:
+    """MATLAB v7.3 files are HDF5 (usually behind a 512-byte MATLAB text header)."""
+    import h5py
+
     with open(path, "rb") as fh:
-        head = fh.read(1024)
-    return head.startswith(b"MATLAB 7.3") or b"\x89HDF\r\n\x1a\n" in head[:8] + head[512:520]
+        head = fh.read(128)
+    return head.startswith(b"MATLAB 7.3") or bool(h5py.is_hdf5(str(path)))
 
 
 def load_mat(ctx: _Ctx) -> Stack:

@@ -17,7 +17,7 @@ import numpy as np
 from qsci.errors import InputFileError, QSCIError
 from qsci.io import formats
 from qsci.io.limits import DEFAULT_LIMITS, Limits
-from qsci.io.validate import check_file, check_values
+from qsci.io.validate import check_file, check_values, one_line
 
 PathLike = str | os.PathLike
 Source = PathLike | Sequence[PathLike]
@@ -55,13 +55,17 @@ class Measurement:
 
 
 def _load(source: Source, role: str, limits: Limits, stack_limit: int | None = None) -> tuple[formats.Stack, Path]:
-    """Dispatch on what `source` is; any library exception becomes an InputFileError."""
+    """Dispatch on what `source` is; any library or OS exception becomes an InputFileError."""
     if isinstance(source, (list, tuple)):
         files = [Path(p) for p in source]
         where = files[0].parent if files else Path(".")
         return _guarded(where, lambda ctx: formats.load_image_files(ctx, files), role, limits, stack_limit), where
     path = Path(source)
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:
+        raise InputFileError(path, f"cannot access the path ({exc.strerror or exc})") from None
+    if is_dir:
         return _guarded(
             path, lambda ctx: formats.load_image_files(ctx, formats.image_files_in(path)), role, limits, stack_limit
         ), path
@@ -97,7 +101,7 @@ def _guarded(path: Path, loader, role: str, limits: Limits, stack_limit: int | N
     except MemoryError:
         raise InputFileError(path, "not enough memory to load the file") from None
     except Exception as exc:  # never leak a library's own exception type
-        raise InputFileError(path, f"cannot read the file ({type(exc).__name__}: {exc})") from None
+        raise InputFileError(path, one_line(f"cannot read the file ({type(exc).__name__}: {exc})")) from None
 
 
 def read_measurement(

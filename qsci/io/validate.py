@@ -17,6 +17,12 @@ ROLES = ("measurement", "mask", "scene")
 _AXES_WORD = {"measurement": "measurements", "mask": "planes (CR)", "scene": "frames"}
 
 
+def one_line(text: str, limit: int = 240) -> str:
+    """Library messages can span lines or pages; users get one short line."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _mb(n: int) -> str:
     return f"{n} bytes" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MB"
 
