@@ -376,3 +376,25 @@ def test_truncated_or_garbled_files_only_raise_input_file_errors(tmp_path):
         noisy.write_bytes(rng.integers(0, 256, len(content), dtype=np.uint8).tobytes())
         with pytest.raises(InputFileError):
             read_scene(noisy)
+
+
+def test_axis_rules_agree_across_formats(tmp_path):
+    """One (T, H, W) stack stored MATLAB-style (v5, v7.3) and numpy-style reads back identically."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=12, deadline=None)
+    @given(st.integers(1, 5), st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**31 - 1))
+    def check(t, h, w, seed):
+        stack = np.random.default_rng(seed).random((t, h, w)).astype(np.float32)
+        matlab = np.moveaxis(stack, 0, -1)  # (H, W, T)
+        scipy.io.savemat(tmp_path / "v5.mat", {"meas": matlab})
+        _write_v73(tmp_path / "v73.mat", meas=matlab)
+        np.save(tmp_path / "s.npy", stack)
+        np.savez(tmp_path / "s.npz", meas=stack)
+        for name in ("v5.mat", "v73.mat", "s.npy", "s.npz"):
+            got = read_measurement(tmp_path / name).data
+            assert got.shape == (t, h, w), (name, got.shape)
+            np.testing.assert_allclose(got, stack, rtol=1e-6, err_msg=name)
+
+    check()
