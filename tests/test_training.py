@@ -93,13 +93,13 @@ def test_resume_reproduces_steps_and_losses(tmp_path):
 
 def test_qat_starts_from_fp_checkpoint(tmp_path):
     T.train(tiny_cfg(tmp_path / "fp", max_steps=2))
-    fp = load_checkpoint(tmp_path / "fp" / "ckpt.pt")["model"]
+    fp = load_checkpoint(tmp_path / "fp" / "ckpt.pt")["model_state_dict"]
     # lr 0: the QAT run must end exactly on the full-precision weights, quantizers calibrated.
     summary = T.train(tiny_cfg(tmp_path / "q4", bits=4, init_from=str(tmp_path / "fp" / "ckpt.pt"),
                                lr=0.0, min_lr=0.0, max_steps=2))
     q = load_checkpoint(tmp_path / "q4" / "ckpt.pt")
-    assert q["model_config"]["bits"] == 4
-    sd = q["model"]
+    assert q["config"]["bits"] == 4
+    sd = q["model_state_dict"]
     assert torch.equal(sd["fem_conv1_1.0.weight"], fp["fem.0.weight"])  # renamed main path
     assert torch.equal(sd["vrm_conv3_1.weight"], fp["vrm.4.weight"])
     shared = [k for k in fp if k in sd]

@@ -1,7 +1,8 @@
 """Atomic checkpoints that load with `torch.load(weights_only=True)`.
 
-A checkpoint holds only tensors and plain containers: the model state dict and its `ModelConfig`
-as a dict (so loading rebuilds the exact model), the optimizer state, the step, samples seen,
+A checkpoint holds only tensors and plain containers: the model state dict
+(`model_state_dict`) and its `ModelConfig` as a dict (`config`; loading rebuilds the exact model,
+the same two keys as `qsci.models.checkpoints.save_model`), the optimizer state, the step, samples seen,
 the resolved training config, and the RNG states of python, numpy, torch and CUDA (as tensors or
 lists). It is written to a temporary file and moved into place with `os.replace`, so a crash or
 a kill in the middle never leaves a half-written checkpoint behind.
@@ -67,8 +68,10 @@ def save_checkpoint(path, *, model, model_config: dict, optimizer, step: int, sa
     raw = getattr(model, "module", model)  # unwrap DDP
     state = {
         "format": FORMAT,
-        "model": {k: v.detach().cpu() for k, v in raw.state_dict().items()},
-        "model_config": model_config,
+        # the two keys qsci.models.checkpoints.load_model reads: `python -m qsci evaluate
+        # --checkpoint <out>/ckpt.pt` and the app load a training checkpoint as it is
+        "config": model_config,
+        "model_state_dict": {k: v.detach().cpu() for k, v in raw.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else {},
         "step": int(step),
         "samples": int(samples),
@@ -91,11 +94,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise InputFileError(path, f"not a loadable checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(ckpt, dict):
         raise InputFileError(path, "checkpoint is not a dict")
-    if "model" not in ckpt:
-        if "state_dict" in ckpt:
-            ckpt = {**ckpt, "model": ckpt["state_dict"]}
+    if "model_state_dict" not in ckpt:
+        if isinstance(ckpt.get("state_dict"), dict):
+            ckpt = {**ckpt, "model_state_dict": ckpt["state_dict"]}
         elif ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-            ckpt = {"model": ckpt}  # a bare state dict
+            ckpt = {"model_state_dict": ckpt}  # a bare state dict
         else:
             raise InputFileError(path, "no model weights in this checkpoint")
     return ckpt

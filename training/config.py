@@ -170,14 +170,19 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 def resolve(args: argparse.Namespace, base: dict | None = None) -> TrainConfig:
-    """Defaults < base dict (a checkpoint's config) < --preset/--config file < explicit flags."""
+    """Defaults < --preset < --config file < explicit flags.
+
+    When resuming, `base` is the checkpoint's config and replaces the preset and config file
+    (those only located the run): the schedule continues as it was, explicit flags still apply.
+    """
     d = TrainConfig().to_dict()
     if base:
         d.update(base)
-    if getattr(args, "preset", None):
-        d.update(load_json(preset_path(args.preset)))
-    if getattr(args, "config", None):
-        d.update(load_json(args.config))
+    else:
+        if getattr(args, "preset", None):
+            d.update(load_json(preset_path(args.preset)))
+        if getattr(args, "config", None):
+            d.update(load_json(args.config))
     defaults = TrainConfig().to_dict()
     for name, default in defaults.items():
         text = getattr(args, name, None)

@@ -133,15 +133,11 @@ def builtin_videos() -> list[np.ndarray]:
 
 
 def load_fixed_mask(spec: str, cr: int) -> np.ndarray:
-    """`quantized_sci` (the Q-SCI evaluation mask) or a mask file -> (T, H, W) float32."""
-    if spec == "quantized_sci":
-        from qsci.data import load_mask
+    """`quantized_sci` (the Q-SCI evaluation mask), a registry name or a mask file -> (T, H, W)."""
+    from qsci.data import load_mask
 
-        mask = np.asarray(load_mask("quantized_sci"), np.float32)
-    else:
-        from qsci.io import read_mask
-
-        mask = np.asarray(read_mask(spec, cr=cr), np.float32)
+    name = "quantized_sci_mask" if spec == "quantized_sci" else spec
+    mask = np.asarray(load_mask(name, cr), np.float32)
     if mask.shape[0] != cr:
         raise QSCIError(f"mask {spec} has {mask.shape[0]} frames, config cr is {cr}")
     return mask

@@ -55,19 +55,15 @@ def build_model(cfg: TrainConfig, model_config: dict | None = None) -> torch.nn.
     return models.create_model(cfg.model_name, **cfg.model_overrides)
 
 
-def model_config_dict(model: torch.nn.Module) -> dict:
-    return getattr(model, "module", model).config.to_dict()
-
-
 def init_qat(model: torch.nn.Module, path: str) -> dict:
     """Start a b-bit model from a full-precision checkpoint (spec 5); steps calibrate later."""
     from qsci.models.qsci_net import init_from_fp
 
     ckpt = load_checkpoint(path)
-    fp_sd = strip_ddp_prefix(ckpt["model"])
-    if "model_config" in ckpt and int(ckpt["model_config"].get("bits", 32)) != 32:
+    fp_sd = strip_ddp_prefix(ckpt["model_state_dict"])
+    if isinstance(ckpt.get("config"), dict) and int(ckpt["config"].get("bits", 32)) != 32:
         raise QSCIError(f"--init-from {path}: expected a full-precision checkpoint, got "
-                        f"{ckpt['model_config'].get('bits')}-bit")
+                        f"{ckpt['config'].get('bits')}-bit")
     report = init_from_fp(model, fp_sd)
     if len(report["copied"]) < len(fp_sd):  # every full-precision tensor must land somewhere
         raise QSCIError(f"--init-from {path}: only {len(report['copied'])} of {len(fp_sd)} tensors "
@@ -100,8 +96,8 @@ def evaluate_model(raw: torch.nn.Module, cfg: TrainConfig, step: int, out_dir: P
     path = out_dir / "eval" / f"model_step{step:07d}.pt"
     from training.checkpointing import atomic_save
 
-    atomic_save({"model": {k: v.detach().cpu() for k, v in raw.state_dict().items()},
-                 "model_config": raw.config.to_dict()}, path)
+    atomic_save({"config": raw.config.to_dict(),
+                 "model_state_dict": {k: v.detach().cpu() for k, v in raw.state_dict().items()}}, path)
     was_training = raw.training
     try:
         result = evaluate(cfg.model_name, list(cfg.eval_scenes), mask="quantized_sci", checkpoint=path)
@@ -184,8 +180,8 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
     # model: resumed, QAT-initialised from a full-precision checkpoint, or fresh
     step, samples = 0, 0
     if resume is not None:
-        model = build_model(cfg, resume.get("model_config"))
-        model.load_state_dict(strip_ddp_prefix(resume["model"]))
+        model = build_model(cfg, resume.get("config"))
+        model.load_state_dict(strip_ddp_prefix(resume["model_state_dict"]))
         step, samples = int(resume["step"]), int(resume["samples"])
     else:
         model = build_model(cfg)
@@ -267,7 +263,10 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
             t_log, steps_since_log = time.time(), 0
         bar.update(1)
 
-        if probe_at is not None and step >= probe_at:  # fit the cosine schedule to the budget
+        # Budget probe: after 10 steps (or 5 % of the budget), fit the cosine schedule to it.
+        if probe_at is not None and D.any_flag(
+                step >= probe_at or (time.time() - t_loop > 0.05 * budget_s and step > summary["start_step"] + 1),
+                dist):
             per_step = (time.time() - t_loop) / max(step - summary["start_step"], 1)
             left = budget_s - (time.time() - t_start) - eval_reserve_s
             cfg.max_steps = D.broadcast_int(step + max(1, int(0.95 * left / per_step)), dist)
