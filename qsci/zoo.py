@@ -139,7 +139,7 @@ def _load_model(info: MethodInfo, checkpoint: str | None):
     from qsci.models import create_model
 
     if checkpoint is not None:
-        return ckpts.load_any(checkpoint), "trained"
+        return load_weights_file(checkpoint), "trained"
     if info.source == "official":
         from qsci import data
 
@@ -147,7 +147,25 @@ def _load_model(info: MethodInfo, checkpoint: str | None):
         model, _variant = ckpts.load_official(path)
         return model, "trained"
     if info.checkpoint is not None and info.available:
-        return ckpts.load_any(info.checkpoint), "trained"
+        return load_weights_file(info.checkpoint), "trained"
     if info.source == "ours" and info.checkpoint is not None:
         raise QSCIError(f"checkpoint file for {info.name} is missing: {info.checkpoint}")
     return create_model(info.name), "random"
+
+
+def load_weights_file(path: str | Path):
+    """A model from any weights file we know: packed (ours), config + state dict, or official."""
+    from qsci.models.checkpoints import load_model
+    from qsci.quant.packing import FORMAT, load_packed_model
+
+    import torch
+
+    try:
+        head = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise QSCIError(f"{Path(path).name}: checkpoint file not found") from None
+    except Exception as exc:  # not a torch file, or one that needs pickles: refuse
+        raise QSCIError(f"{Path(path).name}: cannot be read as a weights-only checkpoint ({type(exc).__name__})") from None
+    if isinstance(head, dict) and head.get("format") == FORMAT:
+        return load_packed_model(path)
+    return load_model(path)

@@ -1,0 +1,160 @@
+"""Turn finished training runs into the model zoo: compact checkpoints + a measured manifest.
+
+    python -m training.export pack --run runs/t_qat4 --name qsci-t-4bit --command-file runs/t_qat4.cmd
+    python -m training.export measure [--names qsci-t-4bit,...]   # runs `python -m qsci evaluate`
+
+`pack` writes `checkpoints/<name>.pt` (integer codes at the model's bit width; fp32 for the
+full-precision model) and its manifest entry (sizes, complexity, training provenance). `measure`
+fills every entry's scores by running the evaluation CLI in a subprocess, so each number in the
+manifest is exactly what `python -m qsci evaluate --model <name>` prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from qsci.zoo import checkpoints_dir
+
+EVAL_SCENES = "drop8,runner8,traffic"
+MASKS = {"quantized_sci": "quantized_sci", "random": "random:0"}
+
+
+def _manifest_path() -> Path:
+    return checkpoints_dir() / "manifest.json"
+
+
+def load_manifest() -> dict:
+    p = _manifest_path()
+    return json.loads(p.read_text()) if p.is_file() else {"models": []}
+
+
+def save_manifest(manifest: dict) -> None:
+    manifest["models"].sort(key=lambda m: (m["preset"], -m["bits"]))
+    tmp = _manifest_path().with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, _manifest_path())
+
+
+def _hardware(threads: int | None) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {cpu}, {os.cpu_count()} cores" + (f", {threads} torch threads" if threads else "")
+
+
+def _training_minutes(run: Path) -> float:
+    """Wall-clock minutes of the run, from the last logged `elapsed_s`."""
+    elapsed = 0.0
+    log = run / "log.jsonl"
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            rec = json.loads(line)
+            elapsed = max(elapsed, float(rec.get("elapsed_s", 0.0)))
+    return round(elapsed / 60.0, 2)
+
+
+def pack(run: Path, name: str, command_file: Path | None, commit_file: Path | None) -> dict:
+    from qsci.models.checkpoints import load_model
+    from qsci.quant.complexity import count
+    from qsci.quant.packing import save_packed
+
+    ckpt = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True)
+    model = load_model(run / "ckpt.pt")
+    out_dir = checkpoints_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{name}.pt"
+    save_packed(model, target, config=model.config)
+    cx = count(model, (8, 256, 256))
+    train_cfg = ckpt.get("train_config", {})
+    entry = {
+        "name": name,
+        "file": target.name,
+        "preset": model.config.preset,
+        "bits": int(model.config.bits),
+        "config": model.config.to_dict(),
+        "params": cx.params,
+        "macs": cx.macs,
+        "bops": cx.bops,
+        "theoretical_speedup": round(cx.theoretical_speedup, 3),
+        "size_bytes": target.stat().st_size,
+        "samples_seen": int(ckpt.get("samples", 0)),
+        "steps": int(ckpt.get("step", 0)),
+        "training_minutes": _training_minutes(run),
+        "hardware": _hardware(train_cfg.get("threads")),
+        "init_from": train_cfg.get("init_from") or None,
+        "git_commit": commit_file.read_text().strip() if commit_file else None,
+        "command": command_file.read_text().strip() if command_file else None,
+        "metrics": {},
+    }
+    if int(model.config.bits) == 32:  # keep the whole training state so later sessions can resume
+        shutil.copyfile(run / "ckpt.pt", out_dir / f"{name}.train.pt")
+        entry["train_state"] = f"{name}.train.pt"
+    manifest = load_manifest()
+    manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
+    save_manifest(manifest)
+    return entry
+
+
+def _evaluate_cli(name: str | None, mask: str, model_flag: list[str]) -> tuple[dict, str]:
+    cmd = [sys.executable, "-m", "qsci", "evaluate", *model_flag, "--scenes", EVAL_SCENES, "--mask", mask]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise SystemExit(f"evaluation failed for {name}: {res.stderr.strip()}")
+    shown = "python -m qsci evaluate " + " ".join(cmd[4:])
+    return json.loads(res.stdout), shown
+
+
+def measure(names: list[str] | None) -> None:
+    manifest = load_manifest()
+    for entry in manifest["models"]:
+        if names and entry["name"] not in names:
+            continue
+        for key, mask in MASKS.items():
+            result, shown = _evaluate_cli(entry["name"], mask, ["--model", entry["name"]])
+            entry["metrics"][key] = {"command": shown, "backend": result["backend"], "scenes": result["scenes"], "mean": result["mean"]}
+            print(f"{entry['name']:14s} {key:14s} {result['mean']['psnr']:.2f} dB ({result['backend']})", flush=True)
+        save_manifest(manifest)
+    if not names or "gap-tv" in names:
+        gap = {}
+        for key, mask in MASKS.items():
+            result, shown = _evaluate_cli("gap-tv", mask, ["--model", "gap-tv"])
+            gap[key] = {"command": shown, "scenes": result["scenes"], "mean": result["mean"]}
+        manifest["gap_tv"] = gap
+        save_manifest(manifest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pk = sub.add_parser("pack", help="compact checkpoint + manifest entry from a run folder")
+    pk.add_argument("--run", type=Path, required=True)
+    pk.add_argument("--name", required=True)
+    pk.add_argument("--command-file", type=Path, default=None)
+    pk.add_argument("--commit-file", type=Path, default=None)
+    ms = sub.add_parser("measure", help="evaluate manifest models with the CLI and record the scores")
+    ms.add_argument("--names", default="", help="comma-separated subset (default: all, plus gap-tv)")
+    args = p.parse_args(argv)
+    if args.cmd == "pack":
+        entry = pack(args.run, args.name, args.command_file, args.commit_file)
+        print(json.dumps({k: entry[k] for k in ("name", "bits", "params", "bops", "size_bytes", "samples_seen")}))
+    else:
+        measure([n for n in args.names.split(",") if n] or None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
