@@ -162,10 +162,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch", help=argparse.SUPPRESS)  # alias
     for f in dataclasses.fields(TrainConfig):
         if f.name == "batch":
-            p.add_argument("--batch", dest="batch", metavar="N")
+            p.add_argument("--batch", dest="batch", metavar="N", help="per-process batch, default 4")
             continue
         flag = "--" + f.name.replace("_", "-")
-        p.add_argument(flag, dest=f.name, metavar=f.name.upper(), default=None)
+        default = getattr(TrainConfig(), f.name)
+        p.add_argument(flag, dest=f.name, metavar=f.name.upper(), default=None,
+                       help=f"default {json.dumps(default)}")
     return p
 
 

@@ -104,6 +104,9 @@ def evaluate_model(raw: torch.nn.Module, cfg: TrainConfig, step: int, out_dir: P
     finally:
         raw.train(was_training)
         path.unlink(missing_ok=True)
+    scenes = ", ".join(f"{k} {v['psnr']:.2f}" for k, v in result["scenes"].items())
+    tqdm.write(f"eval step {step}: PSNR {result['mean']['psnr']:.2f} dB, SSIM {result['mean']['ssim']:.4f} "
+               f"({scenes})", file=sys.stderr)
     return result
 
 
