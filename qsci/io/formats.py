@@ -11,8 +11,11 @@ Every loader checks the declared shape against `Limits` before reading the value
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,11 +227,36 @@ def _gray(arr: np.ndarray, ctx: _Ctx, path: Path) -> np.ndarray:
     return arr
 
 
+@contextmanager
+def _tiff_damage():
+    """tifffile only logs a broken page chain and reads the pages before it; collect those
+    errors (from this thread only) so a truncated stack is refused instead of read short."""
+    import threading
+
+    found: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            if record.thread == threading.get_ident() and record.levelno >= logging.ERROR:
+                found.append(one_line(record.getMessage().split("> ", 1)[-1], 120))
+
+    handler = Collect()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(handler)
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+
+
 def _read_tiff(ctx: _Ctx, path: Path, already: int) -> list[np.ndarray]:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tiff_damage() as damage, tifffile.TiffFile(path) as tif:
+            len(tif.pages)  # walk the whole IFD chain now, so a broken link is reported below
+            if damage:
+                raise _named(ctx, path, f"TIFF is truncated or damaged ({damage[0]})")
             series = tif.series[0]
             axes, shape = series.axes, tuple(series.shape)
             check_dtype(ctx.path, series.dtype, ctx.role)
@@ -238,6 +266,8 @@ def _read_tiff(ctx: _Ctx, path: Path, already: int) -> list[np.ndarray]:
             n = int(np.prod([s for a, s in zip(axes, shape) if a not in "YXS"]))
             ctx.shape_ok((already + n, h, w), "THW")  # before decoding any page
             arr = series.asarray()
+            if damage:
+                raise _named(ctx, path, f"TIFF is truncated or damaged ({damage[0]})")
     except InputFileError:
         raise
     except Exception as exc:
@@ -253,7 +283,7 @@ def _read_image(ctx: _Ctx, path: Path) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # PIL's own bomb check (far above our limit) may fire here
             w, h = im.size
             if w * h > ctx.limits.max_pixels or max(w, h) > ctx.limits.max_side:
                 raise _named(
@@ -264,6 +294,9 @@ def _read_image(ctx: _Ctx, path: Path) -> np.ndarray:
             arr = np.asarray(im)
     except InputFileError:
         raise
+    except Image.DecompressionBombError:
+        raise _named(ctx, path, f"image size exceeds the {ctx.limits.max_side}x{ctx.limits.max_side} limit "
+                                "(declared size refused before decoding)") from None
     except Exception as exc:
         raise _named(ctx, path, f"not a readable image ({type(exc).__name__}: {exc})") from None
     check_dtype(ctx.path, arr.dtype, ctx.role)
@@ -304,6 +337,9 @@ def image_files_in(folder: Path) -> list[Path]:
 
 
 def load_video(ctx: _Ctx) -> Stack:
+    # FFmpeg prints its own complaints about damaged files straight to stderr, which breaks the
+    # one-line error promise of the CLI; quiet it (read once, at OpenCV's first FFmpeg use).
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     import cv2
 
     cap = cv2.VideoCapture(str(ctx.path))
