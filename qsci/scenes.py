@@ -143,6 +143,19 @@ def load_scene(name: str) -> SceneInput:
     raise QSCIError(f"unknown scene {name!r}; known: {known}")
 
 
+def ground_truth_for(gt_path: str | Path, n_meas: int, mask: np.ndarray) -> np.ndarray:
+    """(N, T, H, W) ground truth for N measurements coded with `mask`, read and checked from a file."""
+    from qsci import io
+
+    frames = io.read_scene(gt_path)
+    if frames.shape[1:] != mask.shape[1:]:
+        raise QSCIError(f"{Path(gt_path).name}: ground-truth frames are {frames.shape[1:]}, the mask is {mask.shape[1:]}")
+    need = n_meas * mask.shape[0]
+    if frames.shape[0] < need:
+        raise QSCIError(f"{Path(gt_path).name}: {frames.shape[0]} ground-truth frames, need {need} ({n_meas} measurements x CR {mask.shape[0]})")
+    return split_groups(frames[:need], mask.shape[0])
+
+
 def scene_from_files(
     meas_path: str | Path, mask_path: str | Path, gt_path: str | Path | None = None, real_scaling: bool = False
 ) -> SceneInput:
@@ -152,14 +165,6 @@ def scene_from_files(
     mask = io.read_mask(mask_path)
     m = io.read_measurement(meas_path, cr=mask.shape[0] if real_scaling else None, real_scaling=real_scaling)
     io.check_pair(m.data, mask, meas_path=meas_path, mask_path=mask_path)
-    gt = None
-    if gt_path is not None:
-        frames = io.read_scene(gt_path)
-        if frames.shape[1:] != mask.shape[1:]:
-            raise QSCIError(f"{Path(gt_path).name}: ground-truth frames are {frames.shape[1:]}, the mask is {mask.shape[1:]}")
-        need = m.data.shape[0] * mask.shape[0]
-        if frames.shape[0] < need:
-            raise QSCIError(f"{Path(gt_path).name}: {frames.shape[0]} ground-truth frames, need {need} ({m.data.shape[0]} measurements x CR {mask.shape[0]})")
-        gt = split_groups(frames[:need], mask.shape[0])
+    gt = None if gt_path is None else ground_truth_for(gt_path, m.data.shape[0], mask)
     info = {"cr": int(mask.shape[0]), "size": list(mask.shape[1:]), "measurements": int(m.data.shape[0]), "axis_order": m.axis_order}
     return SceneInput(Path(meas_path).name, "upload", m.data, mask, gt, info)

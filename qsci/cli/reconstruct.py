@@ -6,6 +6,7 @@ HELP = "reconstruct the frames of a measurement file with a mask and a method"
 
 def add_arguments(p):
     p.add_argument("--meas", required=True, help="measurement file (.mat, .npy, .npz, .png, .tif)")
+    p.add_argument("--gt", default=None, help="optional ground-truth frames or video: adds PSNR/SSIM to the report")
     p.add_argument("--mask", default="quantized_sci", help="mask file or registry name (quantized_sci, real_mask)")
     p.add_argument("--model", default="gap-tv", help="a name from `qsci models`")
     p.add_argument("--out", required=True, help="output file: .npz, .mat, .png (frames) or .mp4/.gif (video)")
@@ -20,7 +21,6 @@ def run(args) -> int:
 
     from qsci import data, io
     from qsci.cli._common import stderr_progress
-    from qsci.engine import reconstruct
 
     if Path(args.mask).suffix:
         mask = io.read_mask(args.mask)
@@ -29,11 +29,20 @@ def run(args) -> int:
         mask = data.load_mask(name, cr=args.cr)
     m = io.read_measurement(args.meas, cr=mask.shape[0], real_scaling=args.real_scaling)
     io.check_pair(m.data, mask, meas_path=args.meas, mask_path=args.mask)
-    res = reconstruct(m.data, mask, args.model, backend=args.backend, progress=stderr_progress, checkpoint=args.checkpoint)
+    gt = None
+    if args.gt:
+        from qsci.scenes import ground_truth_for
+
+        gt = ground_truth_for(args.gt, m.data.shape[0], mask)
+    from qsci.engine import reconstruct  # torch: only once the inputs are known to be good
+
+    res = reconstruct(m.data, mask, args.model, gt=gt, backend=args.backend, progress=stderr_progress,
+                      checkpoint=args.checkpoint)
     out = Path(args.out)
     if out.suffix.lower() in (".mp4", ".gif"):
         written = io.write_video(out, res.frames.reshape(-1, *res.frames.shape[2:]))
     else:
         written = io.save_frames(out, res.frames, method=args.model, backend=res.backend)
-    print(f"{written}: {res.frames.shape[0]} measurement(s) x {res.frames.shape[1]} frames, {res.seconds:.2f} s on {res.backend}")
+    scores = "" if res.psnr is None else f", PSNR {res.psnr_mean:.2f} dB, SSIM {res.ssim_mean:.4f}"
+    print(f"{written}: {res.frames.shape[0]} measurement(s) x {res.frames.shape[1]} frames, {res.seconds:.2f} s on {res.backend}{scores}")
     return 0
