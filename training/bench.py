@@ -29,6 +29,8 @@ def bench_model(cfg: TrainConfig, steps: int, warmup: int, device: torch.device,
     from qsci.models import create_model
 
     torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as in training: fixed shapes, autotuned kernels
     model = create_model(cfg.model_name, **cfg.model_overrides).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     ds = ClipDataset(cfg)
@@ -36,10 +38,10 @@ def bench_model(cfg: TrainConfig, steps: int, warmup: int, device: torch.device,
     x0 = torch.stack([p[0] for p in pairs]).to(device)  # (B, 1, T, H, W)
     x = torch.stack([p[1] for p in pairs]).to(device)  # (B, T, H, W)
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
-    times = []
+    times, cpu = [], []
     for i in range(warmup + steps):
         _sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         with ctx():
             out = model(x0)
         loss = torch.nn.functional.mse_loss(out.float(), x)
@@ -49,12 +51,16 @@ def bench_model(cfg: TrainConfig, steps: int, warmup: int, device: torch.device,
         _sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
     times.sort()
     median = times[len(times) // 2]
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"model": cfg.model_name, "crop": cfg.crop, "batch": cfg.batch, "device": str(device),
             "amp_bf16": amp, "threads": torch.get_num_threads(), "step_s_median": median,
-            "samples_per_s": cfg.batch / median, "peak_mem_mib": peak}
+            "samples_per_s": cfg.batch / median, "peak_mem_mib": peak,
+            # CPU seconds the step consumed: on a shared machine, threads / this is roughly the
+            # step rate the same threads would reach uncontended
+            "cpu_s_per_step": sorted(cpu)[len(cpu) // 2]}
 
 
 def bench_data(cfg: TrainConfig, n: int) -> dict:
@@ -90,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(model_preset=args.preset, bits=args.bits, crop=args.crop, batch=args.batch,
                       data="images").validate()
     r = bench_model(cfg, args.steps, args.warmup, device, amp)
-    mem = f", peak {r['peak_mem_mib']:.0f} MiB" if r["peak_mem_mib"] is not None else ""
+    mem = f", peak {r['peak_mem_mib']:.0f} MiB" if r["peak_mem_mib"] is not None else \
+        f", {r['cpu_s_per_step']:.1f} CPU-s per step"
     print(f"{r['model']} crop {r['crop']} batch {r['batch']} on {r['device']} "
           f"({'bf16' if amp else 'fp32'}, {r['threads']} threads): {r['samples_per_s']:.2f} samples/s "
           f"(median step {r['step_s_median']:.3f} s{mem})")

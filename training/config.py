@@ -36,7 +36,7 @@ class TrainConfig:
     mask: str = "random"  # "random" (new binary mask per sample) | "quantized_sci" | path to a mask file
     read_noise_std: float = 0.0
     shot_noise_photons: float = 0.0  # 0 = no shot noise
-    num_workers: int = 2
+    num_workers: int = -1  # loader processes per rank; -1 = from the CPU count
     prefetch_factor: int = 4
     # optimisation
     batch: int = 4  # per process

@@ -15,6 +15,8 @@ Sources:
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -217,13 +219,20 @@ class StreamSampler(Sampler):
 def _worker_init(_):
     torch.set_num_threads(1)  # workers do numpy/OpenCV work; many torch threads only contend
     cv2.setNumThreads(1)
+    # Ctrl-C or a scheduler's SIGTERM reaches the whole process group; the workers must outlive
+    # it so the main process can finish its step and save (it shuts them down afterwards).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def make_loader(cfg, rank: int, start_step: int, pin_memory: bool) -> DataLoader:
     """An endless DataLoader of (x0 (B,1,T,H,W), x (B,T,H,W)) batches from step `start_step` on."""
     fixed = None if cfg.mask == "random" else load_fixed_mask(cfg.mask, cfg.cr)
     ds = ClipDataset(cfg, rank=rank, fixed_mask=fixed)
-    workers = max(0, int(cfg.num_workers))
+    workers = int(cfg.num_workers)
+    if workers < 0:  # auto: share the cores among the ranks on this machine, keep one for the loop
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        workers = max(1, min(8, (os.cpu_count() or 2) // local - 1))
     return DataLoader(
         ds,
         batch_size=cfg.batch,

@@ -174,6 +174,10 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
     main_rank = dist.main
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    if dist.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # crop sizes are fixed per stage: autotune once
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     out_dir = Path(cfg.out)
     if main_rank:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -281,10 +285,13 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
 
         if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.max_steps:
             if main_rank:
+                t_eval = time.time()
                 res = evaluate_model(raw, cfg, step, out_dir)
                 if res is not None:
                     logger.log({"step": step, "eval": res})
                     summary["evals"].append((step, res))
+                # keep enough of the budget for the final save and evaluation
+                eval_reserve_s = max(eval_reserve_s, 1.5 * (time.time() - t_eval) + 10.0)
             D.barrier(dist)
 
         over_time = time.time() - t_start + eval_reserve_s >= budget_s
