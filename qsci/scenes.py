@@ -98,6 +98,20 @@ def resolve_mask(mask: str | np.ndarray | Path, cr: int, h: int, w: int, seed: i
     return out
 
 
+def check_request_size(n_frames: int, h: int, w: int, cr: int, limits=None) -> None:
+    """Refuse a clip or compression ratio beyond `qsci.io.Limits` before anything is allocated.
+
+    Front ends should call this before *building* a clip (e.g. an embedded one of a requested size).
+    """
+    from qsci.io import DEFAULT_LIMITS
+    from qsci.io.validate import check_declared_shape
+
+    limits = limits or DEFAULT_LIMITS
+    if not 1 <= int(cr) <= limits.max_cr:
+        raise QSCIError(f"compression ratio {cr} is outside 1..{limits.max_cr}")
+    check_declared_shape(None, (int(n_frames), int(h), int(w)), "scene", "THW", limits)
+
+
 def simulate_scene(
     frames: np.ndarray,
     cr: int = 8,
@@ -109,9 +123,10 @@ def simulate_scene(
     kind: str = "simulated",
 ) -> SceneInput:
     """Code a clip (F, H, W) into F // cr snapshots with a chosen mask and optional noise."""
+    if np.ndim(frames) != 3:
+        raise QSCIError(f"a clip must be (frames, H, W), got shape {np.shape(frames)}")
+    check_request_size(*np.shape(frames), cr)  # before any copy of a huge array
     frames = np.asarray(frames, np.float32)
-    if frames.ndim != 3:
-        raise QSCIError(f"a clip must be (frames, H, W), got shape {frames.shape}")
     gt = split_groups(frames, cr)
     m = resolve_mask(mask, cr, *frames.shape[1:], seed=seed)
     meas = np.stack([
