@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from qsci.errors import QSCIError
-from qsci.physics import random_binary_mask, simulate_measurement
 
 BENCHMARK_SCENES = ("kobe", "traffic", "runner8", "drop8", "crash32", "aerial32")
 REAL_SCENES = tuple(
@@ -79,6 +78,7 @@ def split_groups(frames: np.ndarray, cr: int) -> np.ndarray:
 def resolve_mask(mask: str | np.ndarray | Path, cr: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     """A mask given as 'random', 'random:SEED', 'quantized_sci', a registry name, a file, or an array."""
     from qsci import data, io
+    from qsci.physics import random_binary_mask  # torch: imported when a scene is simulated
 
     if isinstance(mask, np.ndarray):
         out = mask.astype(np.float32)
@@ -126,6 +126,8 @@ def simulate_scene(
     if np.ndim(frames) != 3:
         raise QSCIError(f"a clip must be (frames, H, W), got shape {np.shape(frames)}")
     check_request_size(*np.shape(frames), cr)  # before any copy of a huge array
+    from qsci.physics import simulate_measurement  # torch: imported when a scene is simulated
+
     frames = np.asarray(frames, np.float32)
     gt = split_groups(frames, cr)
     m = resolve_mask(mask, cr, *frames.shape[1:], seed=seed)
