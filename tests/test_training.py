@@ -21,7 +21,7 @@ import torch
 from training import train as T
 from training.checkpointing import load_checkpoint
 from training.config import TrainConfig, build_arg_parser, resolve
-from training.data import ClipDataset
+from training.data import ClipDataset, FrameSource, crop_mask, load_fixed_mask
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"in_ch": 8, "units": 1}
@@ -151,3 +151,25 @@ def test_evaluation_logged_with_step(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "ev" / "log.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 1 and records[-1]["eval"]["mean"]["psnr"] == res["mean"]["psnr"]
     assert not list((tmp_path / "ev" / "eval").glob("*.pt"))  # temporary model files removed
+
+
+def test_cli_run_then_resume_auto(tmp_path):
+    out = str(tmp_path / "cli")
+    common = ["--preset", "smoke", "--out", out, "--max-steps", "3", "--threads", "1"]
+    assert T.main(common + ["--stop-step", "1"]) == 0
+    assert load_checkpoint(tmp_path / "cli" / "ckpt.pt")["step"] == 1
+    assert T.main(common + ["--resume", "auto"]) == 0  # stop_step is not carried over
+    assert load_checkpoint(tmp_path / "cli" / "ckpt.pt")["step"] == 3
+    assert T.main(["--preset", "no_such_preset"]) == 2  # user errors: one line, exit code 2
+
+
+def test_fixed_mask_windows_and_video_clips():
+    fixed = load_fixed_mask("quantized_sci", 8)  # (8, 256, 256)
+    ds = ClipDataset(tiny_cfg("unused", crop=40), fixed_mask=fixed)
+    x0, x = ds[0]
+    assert x0.shape == (1, 8, 40, 40) and x.shape == (8, 40, 40) and torch.isfinite(x0).all()
+    win = crop_mask(fixed, 300, np.random.default_rng(0))  # larger than the mask: tiled
+    assert win.shape == (8, 300, 300) and set(np.unique(win)) <= {0.0, 1.0}
+    video = np.random.default_rng(0).integers(0, 256, (20, 90, 120), dtype=np.uint8)  # (F, H, W)
+    clip = FrameSource([video], (0.6, 1.2)).sample(np.random.default_rng(1), 8, 64)
+    assert clip.shape == (8, 64, 64) and clip.dtype == np.float32 and 0 <= clip.min() <= clip.max() <= 1
