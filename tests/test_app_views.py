@@ -89,3 +89,8 @@ def test_array_digest_depends_on_content_and_shape():
     assert array_digest(x, None) == array_digest(x.copy(), None)
     assert array_digest(x) != array_digest(x.reshape(2, 3))
     assert array_digest(x, None) != array_digest(x, x)
+
+
+def test_methods_without_compute_become_reference_lines():
+    fig = charts.psnr_vs_ops([], [("Q-SCI 4-bit", 7e10, 34.69)], lines=[("gap-tv", 26.9)])
+    assert any("gap-tv" in (a.text or "") for a in fig.layout.annotations)

@@ -62,12 +62,20 @@ def _layout(fig: go.Figure, title: str, x_title: str, log_x: bool, empty: bool) 
 def psnr_vs_ops(
     measured: Iterable[Point],
     published: Iterable[Point],
-    x_title: str = "operations per measurement (BOPs, log scale)",
+    x_title: str = "BOPs per measurement (log scale)",
+    lines: Iterable[tuple[str, float]] = (),
 ) -> go.Figure:
-    """PSNR against compute (log x): our measured methods and the paper's published table."""
+    """PSNR against compute (log x): our measured methods and the paper's published table.
+
+    `lines` are methods without a compute figure (GAP-TV), drawn as labelled horizontal lines.
+    """
     ours = _usable(measured, log_x=True)
     paper = _usable(published, log_x=True)
     fig = go.Figure()
+    for label, y in lines:
+        if y is not None and math.isfinite(y):
+            fig.add_hline(y=float(y), line_dash="dot", line_color="#d62728",
+                          annotation_text=f"{label} (measured) {y:.2f} dB", annotation_position="bottom right")
     if paper:
         fig.add_trace(_scatter(paper, PUBLISHED_NAME, "diamond-open", "#7f7f7f", ".4g"))
     if ours:

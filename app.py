@@ -1,0 +1,136 @@
+"""Q-SCI studio in the browser: layout and event wiring only.
+
+Handlers live in `ui/` (`ui.handlers` pure, `ui.events` the Gradio glue); the models, solvers and
+file formats live in `qsci/`. `python app.py` serves on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT
+(defaults 127.0.0.1:7860), which is also how Hugging Face Spaces starts it.
+"""
+
+from __future__ import annotations
+
+import os
+
+MAX_FILE_SIZE = "200mb"
+QUEUE_SIZE = 16
+CONCURRENCY = 1  # reconstructions are CPU-bound; the 2-core demo runs one at a time
+
+INTRO = """# Q-SCI studio — low-bit video snapshot compressive imaging
+One coded snapshot holds several video frames. Pick a scene (or upload / simulate your own),
+choose reconstruction methods — GAP-TV and quantized Q-SCI networks at different bit widths —
+and compare them frame by frame, with errors, videos, scores and cost."""
+
+
+def build_demo():
+    """The Blocks app; built on demand so importing this module stays cheap."""
+    import gradio as gr
+
+    from qsci.synthetic import list_embedded_scenes
+    from ui import events, handlers
+
+    scenes, scene_default = handlers.scene_choices()
+    method_choices, method_default, method_note = handlers.method_choices()
+    clips = list_embedded_scenes()
+
+    with gr.Blocks(title="Q-SCI studio", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(INTRO)
+        run_state = gr.State(None, time_to_live=3600)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                methods = gr.CheckboxGroup(method_choices, value=method_default, label="Methods",
+                                           info="Every selected method runs on the same input.",
+                                           elem_id="methods")
+                gr.Markdown(method_note, elem_id="method-note")
+            with gr.Column(scale=2):
+                with gr.Tabs():
+                    with gr.Tab("Benchmark scenes", id="scenes"):
+                        scene = gr.Dropdown(scenes, value=scene_default, label="Scene",
+                                            info="Embedded clips are always here; benchmark and real-camera "
+                                                 "files are fetched on demand.", elem_id="scene")
+                        scene_which = gr.Radio(["all", "first only (quick)"], value="all",
+                                               label="Measurements to reconstruct", elem_id="scene-which")
+                        scene_btn = gr.Button("Reconstruct scene", variant="primary", elem_id="run-scene")
+                    with gr.Tab("Upload", id="upload"):
+                        with gr.Row():
+                            up_meas = gr.File(label="Measurement (.mat .npy .npz .h5 .tif .png)", elem_id="up-meas")
+                            up_mask = gr.File(label="Mask (T planes, same size)", elem_id="up-mask")
+                            up_gt = gr.File(label="Ground truth (optional: frames or video)", elem_id="up-gt")
+                        up_info = gr.Markdown("Upload a measurement and its mask.", elem_id="up-info")
+                        with gr.Row():
+                            up_index = gr.Dropdown(["all"], value="all", label="Measurement in the file")
+                            up_scaling = gr.Checkbox(False, label="Real-camera 8-bit scaling (meas / 255 × CR / 2)")
+                        up_btn = gr.Button("Reconstruct upload", variant="primary", elem_id="run-upload")
+                    with gr.Tab("Simulate your own", id="simulate"):
+                        with gr.Row():
+                            sim_video = gr.File(label="Short video or frame stack (optional)", elem_id="sim-video")
+                            sim_clip = gr.Dropdown(clips, value=clips[0] if clips else None,
+                                                   label="…or an embedded clip", elem_id="sim-clip")
+                        with gr.Row():
+                            sim_mask = gr.Radio(["random", "quantized_sci"], value="random", label="Mask")
+                            sim_seed = gr.Number(0, precision=0, label="Mask / noise seed")
+                            sim_size = gr.Radio([64, 128, 256], value=256, label="Clip size (embedded clips)")
+                        with gr.Row():
+                            sim_cr = gr.Slider(2, 50, value=8, step=1, label="Compression ratio (frames per snapshot)")
+                            sim_noise = gr.Slider(0, 0.1, value=0, step=0.005, label="Read noise σ")
+                        sim_btn = gr.Button("Simulate and reconstruct", variant="primary", elem_id="run-simulate")
+
+        scene_info = gr.Markdown(elem_id="scene-info")
+        inputs_view = gr.Gallery(label="Coded measurement and mask", columns=2, height=280,
+                                 object_fit="contain", format="png", elem_id="inputs-view")
+        frame = gr.Slider(0, 1, value=0, step=1, label="frame (all methods)", elem_id="frame")
+        recon_view = gr.Gallery(label="Reconstructions (same frame)", columns=4, height="auto",
+                                object_fit="contain", format="png", elem_id="recon-view")
+        error_view = gr.Gallery(label="Absolute error |reconstruction − ground truth| (0 … 0.2)", columns=4,
+                                height="auto", object_fit="contain", format="png", elem_id="error-view")
+        summary = gr.Dataframe(headers=handlers.SUMMARY_HEADERS, label="Scores per method (mean over frames)",
+                               interactive=False, elem_id="summary")
+        with gr.Row():
+            plot_ops = gr.Plot(label="PSNR vs compute", elem_id="plot-ops")
+            plot_time = gr.Plot(label="PSNR vs latency", elem_id="plot-time")
+        with gr.Accordion("Videos", open=False):
+            videos = gr.Gallery(label="Reconstructions as video", columns=3, height="auto", elem_id="videos")
+        with gr.Accordion("Per-frame scores", open=False):
+            per_frame = gr.Dataframe(label="PSNR / SSIM per frame", interactive=False, elem_id="per-frame")
+        with gr.Accordion("Downloads and JSON", open=False):
+            files = gr.File(label="Reconstructions (.npz / .mat) and videos", file_count="multiple",
+                            interactive=False, elem_id="files")
+            summary_json = gr.JSON(label="Summary (same as the reconstruct_scene API)", elem_id="summary-json")
+
+        run_outputs = [run_state, scene_info, inputs_view, frame, recon_view, error_view, videos,
+                       summary, per_frame, plot_ops, plot_time, files, summary_json]
+        scene_btn.click(events.run_scene, [scene, scene_which, methods], run_outputs,
+                        api_name="ui_run_scene", api_visibility="undocumented")
+        up_btn.click(events.run_upload, [up_meas, up_mask, up_gt, up_index, up_scaling, methods], run_outputs,
+                     api_name="ui_run_upload", api_visibility="undocumented")
+        sim_btn.click(events.run_simulate, [sim_video, sim_clip, sim_mask, sim_seed, sim_cr, sim_noise, sim_size,
+                                            methods], run_outputs, api_name="reconstruct_simulated")
+        gr.on([up_meas.change, up_mask.change, up_gt.change], events.inspect_upload, [up_meas, up_mask, up_gt],
+              [up_info, up_index], api_name="inspect_upload", concurrency_limit=None)
+        frame.change(events.show_frame, [run_state, frame], [recon_view, error_view], api_visibility="private",
+                     concurrency_limit=None, trigger_mode="always_last", show_progress="hidden")
+
+        # API-only endpoints: stable names and JSON results for scripts (see README).
+        gr.api(events.api_reconstruct_scene, api_name="reconstruct_scene")
+        with gr.Column(visible=False):
+            api_meas, api_mask, api_gt = gr.File(), gr.File(), gr.File()
+            api_methods = gr.Dropdown([v for _, v in method_choices], multiselect=True, allow_custom_value=True)
+            api_json, api_files = gr.JSON(), gr.File(file_count="multiple")
+            api_btn = gr.Button()
+        api_btn.click(events.api_reconstruct_upload, [api_meas, api_mask, api_gt, api_methods],
+                      [api_json, api_files], api_name="reconstruct_upload")
+
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    return demo
+
+
+def main() -> None:
+    demo = build_demo()
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size=MAX_FILE_SIZE,
+        show_error=True,
+        footer_links=["api", "gradio"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+"""What the app does, as plain functions: no Gradio here, so every step is unit-testable.
+
+Inputs become a `qsci.scenes.SceneInput`; `reconstruct_all` runs the chosen methods through
+`qsci.engine.reconstruct` (cached per input and method, one failure never hiding the other
+results); the remaining functions turn a `Run` into tables, figures, files and pictures.
+User mistakes surface as `qsci.errors.QSCIError` with the library's own message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from qsci.errors import QSCIError
+from ui import charts, views
+from ui.cache import ResultCache, array_digest
+
+Progress = Callable[[float, str], None] | None
+
+CACHE = ResultCache(max_items=48, max_bytes=768 << 20)
+#: Show network architectures that have no trained weights (random init): for tests and demos
+#: before training has finished, never on by default.
+SHOW_UNTRAINED_ENV = "QSCI_APP_SHOW_UNTRAINED"
+VIDEO_FPS = 8
+_WORK_ROOT = Path(tempfile.gettempdir()) / "qsci-app"
+_WORK_TTL_S = 3600
+
+SUMMARY_HEADERS = ["method", "status", "PSNR (dB)", "SSIM", "seconds", "backend", "weights"]
+
+
+@dataclass
+class Run:
+    """One click's results: the input, each method's result or error, and written files."""
+
+    scene: object  # qsci.scenes.SceneInput
+    results: dict = field(default_factory=dict)  # method -> qsci.engine.ReconResult
+    errors: dict = field(default_factory=dict)  # method -> one-line message
+    order: list = field(default_factory=list)  # methods in the order they were asked for
+    videos: dict = field(default_factory=dict)  # label -> Path (browser-playable)
+    files: list = field(default_factory=list)  # downloads
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.scene.meas.shape[0]) * int(self.scene.mask.shape[0])
+
+
+# ---------------------------------------------------------------- choices for the widgets
+
+def scene_choices() -> tuple[list[tuple[str, str]], str | None]:
+    """(label, name) pairs for the scene dropdown and a default that loads without a download."""
+    from qsci.scenes import list_scenes
+
+    scenes = list_scenes()
+    out = [(f"{s.name} ({s.kind})" + ("" if s.available else " — fetched on demand"), s.name) for s in scenes]
+    ready = [s for s in scenes if s.available]
+    default = next((s.name for s in ready if s.kind == "benchmark"), ready[0].name if ready else None)
+    return out, default
+
+
+def _show_untrained() -> bool:
+    return os.environ.get(SHOW_UNTRAINED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def method_choices() -> tuple[list[tuple[str, str]], list[str], str]:
+    """(choices, default selection, markdown note on the methods that cannot run here)."""
+    from qsci import zoo
+
+    choices, official, ours = [], [], []
+    for m in zoo.list_methods():
+        if m.available:
+            choices.append((m.name if m.source != "classical" else f"{m.name} (classical)", m.name))
+        else:
+            (official if m.source == "official" else ours).append(f"`{m.name}`")
+    if _show_untrained():
+        listed = {value for _, value in choices}
+        for name in zoo.architecture_names():
+            if name not in listed:
+                choices.append((f"{name} (untrained: random weights)", name))
+    notes = []
+    if official:
+        notes.append("the authors' checkpoints " + ", ".join(official)
+                     + " are not downloaded (`python -m qsci fetch NAME`, then restart)")
+    if ours:
+        notes.append("our checkpoints " + ", ".join(ours) + " are listed but their files are missing")
+    note = ("**Not available here:** " + "; ".join(notes) + ".") if notes else ""
+    default = [choices[0][1]] if choices else []
+    return choices, default, note
+
+
+# ---------------------------------------------------------------- inputs
+
+def load_named_scene(name: str | None):
+    """A scene from the dropdown (benchmark/real files are fetched on demand by `qsci.data`)."""
+    from qsci.scenes import load_scene
+
+    if not name:
+        raise QSCIError("pick a scene first")
+    return load_scene(str(name))
+
+
+def _path(f) -> str | None:
+    # Gradio hands uploads over as paths (str) or objects with a `.name`/`path`.
+    if f is None:
+        return None
+    if isinstance(f, dict):
+        return f.get("path") or f.get("name")
+    return str(getattr(f, "path", None) or getattr(f, "name", None) or f)
+
+
+def select_measurement(scene, index: int | str | None):
+    """Keep one measurement of a multi-snapshot file (`None`/"all" keeps every one)."""
+    if index is None or str(index).strip().lower() in ("", "all"):
+        return scene
+    n = scene.meas.shape[0]
+    try:
+        k = int(str(index).split()[0])
+    except ValueError as exc:
+        raise QSCIError(f"measurement index must be a number or 'all', got {index!r}") from exc
+    if not 0 <= k < n:
+        raise QSCIError(f"measurement index {k} is out of range: the file holds {n} measurement(s) (0..{n - 1})")
+    gt = None if scene.gt is None else scene.gt[k:k + 1]
+    info = dict(scene.info, measurement=k)
+    return dataclasses.replace(scene, meas=scene.meas[k:k + 1], gt=gt, info=info,
+                               name=f"{scene.name}[{k}]")
+
+
+def load_upload(meas_file, mask_file, gt_file=None, index: int | str | None = "all", real_scaling: bool = False):
+    """Measurement + mask (+ ground truth) files in any `qsci.io` format."""
+    from qsci.scenes import scene_from_files
+
+    meas_path, mask_path, gt_path = _path(meas_file), _path(mask_file), _path(gt_file)
+    if not meas_path:
+        raise QSCIError("upload a measurement file (.mat, .npy, .npz, .h5, .tif or an image)")
+    if not mask_path:
+        raise QSCIError("upload the mask file that coded this measurement (T planes of the same size)")
+    scene = scene_from_files(meas_path, mask_path, gt_path, real_scaling=bool(real_scaling))
+    return select_measurement(scene, index)
+
+
+def describe_scene(scene) -> str:
+    """Markdown summary: CR, size, number of measurements, axis order and ground truth."""
+    n, h, w = scene.meas.shape
+    lines = [
+        f"**{scene.name}** ({scene.kind}) — compression ratio **{scene.cr}**, size **{h}×{w}**, "
+        f"**{n}** measurement(s), ground truth: **{'yes' if scene.gt is not None else 'no'}**",
+    ]
+    axes = scene.info.get("axis_order")
+    if axes:
+        lines.append(f"axis order detected in the file: `{axes}`")
+    return "\n\n".join(lines)
+
+
+def measurement_options(scene) -> list[str]:
+    """Dropdown entries for picking one measurement out of a file holding several."""
+    n = scene.meas.shape[0]
+    return ["all"] + [str(k) for k in range(n)] if n > 1 else ["all"]
+
+
+def simulate_input(video_file, clip: str | None, mask_kind: str, seed: int | float, cr: int | float,
+                   noise: float | None, size: int | float | None = 256):
+    """An uploaded clip or an embedded one, coded with a chosen mask, ratio and noise."""
+    from qsci.scenes import simulate_scene
+
+    cr, seed = int(cr), int(seed)
+    if cr < 2:
+        raise QSCIError(f"compression ratio must be at least 2, got {cr}")
+    video_path = _path(video_file)
+    if video_path:
+        from qsci import io
+
+        frames = io.read_scene(video_path)
+        name = Path(video_path).stem
+    elif clip:
+        from qsci.synthetic import make_embedded_scene
+
+        frames = make_embedded_scene(str(clip), n_frames=max(cr, 2 * cr), size=int(size or 256))
+        name = str(clip)
+    else:
+        raise QSCIError("upload a short video or pick an embedded clip to simulate")
+    kind = "quantized_sci" if mask_kind == "quantized_sci" else "random"
+    return simulate_scene(frames, cr=cr, mask=kind, seed=seed, read_noise_std=float(noise or 0.0),
+                          name=f"{name} (simulated, CR {cr})")
+
+
+# ---------------------------------------------------------------- running
+
+def _scene_key(scene) -> str:
+    return array_digest(scene.meas, scene.mask, scene.gt)
+
+
+def reconstruct_all(scene, methods: list[str] | None, progress: Progress = None,
+                    backend: str = "auto", cache: ResultCache = CACHE) -> Run:
+    """Run every selected method; a failure is recorded for that method and the rest go on."""
+    from qsci.engine import reconstruct
+
+    methods = [m for m in dict.fromkeys(methods or []) if m]
+    if not methods:
+        raise QSCIError("select at least one method")
+    run = Run(scene=scene, order=methods)
+    key = _scene_key(scene)
+    for i, name in enumerate(methods):
+        def step(fraction: float, message: str = "", _i=i) -> None:
+            if progress:
+                progress((_i + min(max(float(fraction), 0.0), 1.0)) / len(methods), message or name)
+
+        step(0.0, f"{name}: starting ({i + 1}/{len(methods)})")
+        cached = cache.get((key, name, backend))
+        if cached is not None:
+            run.results[name] = cached
+            step(1.0, f"{name}: cached")
+            continue
+        try:
+            result = reconstruct(scene.meas, scene.mask, name, gt=scene.gt, backend=backend, progress=step)
+        except QSCIError as exc:
+            run.errors[name] = str(exc)
+            continue
+        except Exception as exc:  # a bug in one method must not lose the others' results
+            run.errors[name] = f"internal error: {type(exc).__name__}: {exc}"
+            continue
+        cache.put((key, name, backend), result)
+        run.results[name] = result
+    if progress:
+        progress(1.0, "done")
+    return run
+
+
+# ---------------------------------------------------------------- run -> outputs
+
+def _r(x: float | None, nd: int) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), nd)
+
+
+def summary(run: Run) -> dict:
+    """The API's JSON: `{method: {"psnr", "ssim", "seconds", ...}}` (errors under "error")."""
+    out = {}
+    for name in run.order:
+        if name in run.results:
+            r = run.results[name]
+            out[name] = {"psnr": _r(r.psnr_mean, 4), "ssim": _r(r.ssim_mean, 5), "seconds": round(r.seconds, 4),
+                         "backend": r.backend, "weights": getattr(r, "weights", "trained")}
+        else:
+            out[name] = {"psnr": None, "ssim": None, "seconds": 0.0, "error": run.errors.get(name, "not run")}
+    return out
+
+
+def summary_rows(run: Run) -> list[list]:
+    """Rows for the mean-score table (SUMMARY_HEADERS); failed methods show their message."""
+    rows = []
+    for name, s in summary(run).items():
+        status = s.get("error") or "ok"
+        rows.append([name, status, s["psnr"], s["ssim"], s["seconds"], s.get("backend", ""), s.get("weights", "")])
+    return rows
+
+
+def per_frame_table(run: Run) -> tuple[list[str], list[list]]:
+    """(headers, rows): one row per frame, PSNR and SSIM columns per scored method."""
+    scored = [n for n in run.order if n in run.results and run.results[n].psnr is not None]
+    headers = ["frame"] + [f"{n} {k}" for n in scored for k in ("PSNR", "SSIM")]
+    count = max((len(run.results[n].psnr) for n in scored), default=0)
+    rows = []
+    for i in range(count):
+        row = [i]
+        for n in scored:
+            r = run.results[n]
+            row += [_r(r.psnr[i], 2), _r(r.ssim[i], 4)]
+        rows.append(row)
+    return headers, rows
+
+
+def _method_bops(name: str) -> float | None:
+    # BOPs per 256x256x8 measurement of our checkpoints, as recorded in the manifest.
+    from qsci.zoo import read_manifest
+
+    for entry in read_manifest().get("models", []):
+        if entry.get("name") == name and entry.get("bops"):
+            return float(entry["bops"])
+    return None
+
+
+def figures(run: Run):
+    """(PSNR vs BOPs, PSNR vs measured latency) Plotly figures."""
+    from qsci.plots import paper_points
+
+    paper = [(label.replace(" (paper)", ""), bops, psnr) for label, bops, psnr in paper_points()]
+    ours_ops, ours_time, lines = [], [], []
+    for name in run.order:
+        r = run.results.get(name)
+        if r is None or r.psnr_mean is None:
+            continue
+        bops = _method_bops(name)
+        if bops is not None:
+            ours_ops.append((name, bops, r.psnr_mean))
+        else:
+            lines.append((name, r.psnr_mean))
+        ours_time.append((name, r.seconds, r.psnr_mean))
+    return (charts.psnr_vs_ops(ours_ops, paper, "BOPs per 256×256×8 measurement (log scale)", lines),
+            charts.psnr_vs_latency(ours_time))
+
+
+def frame_view(run: Run | None, index: float | int | None):
+    """(reconstruction gallery items, error-map gallery items) at one frame for all methods."""
+    if run is None or not run.results:
+        return [], []
+    recons = {n: run.results[n].frames for n in run.order if n in run.results}
+    scores = {n: (run.results[n].psnr, run.results[n].ssim) for n in recons}
+    return views.side_by_side(run.scene.gt, recons, index, scores)
+
+
+def input_images(scene) -> list[tuple[np.ndarray, str]]:
+    """The first coded measurement and the mask planes as pictures."""
+    return [(views.measurement_image(scene.meas, 0), f"measurement 0 of {scene.meas.shape[0]}"),
+            (views.mask_mosaic(scene.mask), f"mask: first {min(8, scene.cr)} of {scene.cr} planes")]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "method"
+
+
+def new_workdir() -> Path:
+    """A fresh per-request folder; folders older than an hour are removed on the way."""
+    _WORK_ROOT.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in _WORK_ROOT.iterdir():
+        try:
+            if now - old.stat().st_mtime > _WORK_TTL_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(prefix="run-", dir=_WORK_ROOT))
+
+
+def write_outputs(run: Run, workdir: Path | None = None, formats: tuple[str, ...] = (".npz", ".mat")) -> Run:
+    """Write a video per method (+ ground truth) and the reconstructions for download."""
+    from qsci import io
+
+    workdir = Path(workdir) if workdir else new_workdir()
+    if run.scene.gt is not None:
+        run.videos["ground truth"] = io.write_video(workdir / "ground_truth.mp4", views.as_stack(run.scene.gt), VIDEO_FPS)
+    for name in run.order:
+        r = run.results.get(name)
+        if r is None:
+            continue
+        stem = _safe(name)
+        try:
+            run.videos[name] = io.write_video(workdir / f"{stem}.mp4", np.clip(views.as_stack(r.frames), 0, 1), VIDEO_FPS)
+            for ext in formats:
+                run.files.append(Path(io.save_frames(workdir / f"{stem}{ext}", r.frames) or workdir / f"{stem}{ext}"))
+        except QSCIError as exc:
+            run.errors.setdefault(name, f"could not write files: {exc}")
+    run.files += [Path(p) for p in run.videos.values()]
+    return run
+
+
+def reconstruct_scene_json(scene: str, methods: list[str]) -> dict:
+    """The `reconstruct_scene` API: a named scene through several methods, scores as JSON."""
+    return summary(reconstruct_all(load_named_scene(scene), list(methods or [])))
