@@ -1,0 +1,227 @@
+"""CPU latency benchmark of one measurement's reconstruction, and the int8 agreement check.
+
+`benchmark(name, backend, ...)` times the network forward from `x0` (B=1) under
+`torch.inference_mode()`: warm-up runs, then the median of `repeats` runs, plus the process's
+peak resident memory. Models without trained weights run with random weights and quantizer steps
+calibrated on one synthetic batch, and the result says so (`"weights": "random"`). Where the
+zoo has a checkpoint for the name, that model is timed instead (`"trained"`).
+
+Process set-up shared by every backend (so comparisons stay fair): glibc is told to keep freed
+memory instead of unmapping it (otherwise every large activation is page-faulted in again, which
+cost 5-10x on some layers, see docs/int8.md) and denormals are flushed to zero.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import resource
+import statistics
+import sys
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from qsci.errors import QSCIError
+
+BACKENDS = ("fp32", "bf16", "int8", "fakequant")
+DEFAULT_SIZE = (8, 256, 256)  # (T, H, W)
+
+
+def tune_allocator() -> bool:
+    """Keep freed heap memory for reuse (glibc mallopt); True if applied."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        ok = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**30) == 1
+        return bool(ok)
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
+def parse_size(text: str) -> tuple[int, int, int]:
+    """'HxWxT' (e.g. 256x256x8) -> (T, H, W)."""
+    try:
+        h, w, t = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise QSCIError(f"size must look like 256x256x8 (height x width x frames), got {text!r}") from None
+    if min(h, w, t) < 1 or h % 2 or w % 2:
+        raise QSCIError(f"size {text!r}: all sizes must be positive and height/width even")
+    return t, h, w
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / (1024 * 1024) if sys.platform == "darwin" else kb / 1024
+
+
+def synthetic_batch(size: tuple[int, int, int], seed: int = 0) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(x0 (1,1,T,H,W), measurement (H,W), mask (T,H,W)) of a smooth random scene."""
+    from qsci.physics import SCIOperator, random_binary_mask
+
+    t, h, w = size
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 1, t, max(h // 16, 1), max(w // 16, 1), generator=g)
+    scene = torch.nn.functional.interpolate(coarse, size=(t, h, w), mode="trilinear")[0, 0]
+    mask = random_binary_mask(t, h, w, seed=seed)
+    op = SCIOperator(mask)
+    y = op.A(scene)
+    return op.network_input(y), y.numpy(), mask
+
+
+def is_quantized(model: nn.Module) -> bool:
+    from qsci.quant import QConv3d, QLinear
+
+    return any(isinstance(m, (QConv3d, QLinear)) for m in model.modules())
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, size: tuple[int, int, int] = (8, 32, 32), seed: int = 0) -> nn.Module:
+    """Initialise every quantizer step from one synthetic batch (what QAT's first batch does)."""
+    model.eval()
+    x0, _, _ = synthetic_batch(size, seed)
+    model(x0)
+    return model
+
+
+def prepare_backend(model: nn.Module, backend: str, channels_last: bool = False) -> tuple[Callable, str]:
+    """(forward(x0) -> (1,T,H,W) float32, backend actually used) for a loaded model."""
+    quantized = is_quantized(model)
+    model.eval()
+    if backend == "int8":
+        if not quantized:
+            raise QSCIError("int8 needs a quantized model (e.g. qsci-s-4bit); use fp32 or bf16")
+        from qsci.quant.intkernels import convert_to_int8, int8_layers
+
+        m8 = convert_to_int8(model)
+        kernel = int8_layers(m8)[0].kernel
+        used = "int8" if kernel == "onednn" else "int8-reference"
+        return (lambda x0: m8(x0)), used
+    if quantized and backend == "bf16":
+        raise QSCIError("bf16 is for full-precision models; quantized models run int8 or fakequant")
+    if not quantized and backend == "fakequant":
+        raise QSCIError("fakequant needs a quantized model; use fp32 or bf16")
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    suffix = "-cl" if channels_last else ""
+    if backend == "bf16":
+        mb = model.to(torch.bfloat16).to(memory_format=fmt)
+        return (lambda x0: mb(x0.to(torch.bfloat16).contiguous(memory_format=fmt)).float()), "bf16" + suffix
+    if backend not in ("fp32", "fakequant"):
+        raise QSCIError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    mf = model.to(memory_format=fmt)
+    used = ("fakequant" if quantized else "fp32") + suffix
+    return (lambda x0: mf(x0.contiguous(memory_format=fmt))), used
+
+
+def _trained_model(name: str) -> nn.Module | None:
+    """The zoo's trained model for `name`, or None (no zoo, no checkpoint)."""
+    try:
+        from qsci import zoo
+    except ImportError:
+        return None
+    try:
+        info = zoo.get_method(name)
+    except QSCIError:
+        return None
+    if info.source == "classical" or not info.available:
+        return None
+    runner = zoo.load_runner(name, "fakequant" if info.bits < 32 else "fp32")
+    return runner.model
+
+
+def load_for_bench(name: str, size: tuple[int, int, int]) -> tuple[nn.Module, str]:
+    """(model, "trained"|"random"): trained weights when the zoo has them, else calibrated random."""
+    model = _trained_model(name)
+    if model is not None:
+        return model, "trained"
+    from qsci.models import create_model, get_config
+
+    cfg = get_config(name)
+    model = create_model(name, per_channel_act=False) if cfg.bits < 32 else create_model(name)
+    torch.manual_seed(0)
+    if cfg.bits < 32:
+        calibrate(model, (size[0], min(size[1], 64), min(size[2], 64)))
+    return model.eval(), "random"
+
+
+def time_runs(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+    """Seconds per call for `repeats` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def benchmark(name: str, backend: str = "fp32", threads: int = 2, size: tuple[int, int, int] = DEFAULT_SIZE,
+              repeats: int = 3, warmup: int = 1, channels_last: bool = False) -> dict:
+    """Median latency of one measurement's reconstruction; JSON-ready dict."""
+    if backend not in BACKENDS:
+        raise QSCIError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if repeats < 1 or threads < 1:
+        raise QSCIError("repeats and threads must be at least 1")
+    tuned = tune_allocator()
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    try:
+        times, used, weights = _run(name, backend, size, repeats, warmup, channels_last)
+    finally:
+        torch.set_flush_denormal(False)  # torch's default; other code in this process expects it
+    return {"model": name, "backend": used, "median_s": statistics.median(times),
+            "times_s": [round(t, 4) for t in times], "peak_rss_mb": round(peak_rss_mb(), 1),
+            "weights": weights, "threads": threads, "size": list(size), "allocator_tuned": tuned}
+
+
+def _run(name: str, backend: str, size: tuple[int, int, int], repeats: int, warmup: int,
+         channels_last: bool) -> tuple[list[float], str, str]:
+    x0, y, mask = synthetic_batch(size)
+    with torch.inference_mode():
+        if name == "gap-tv":
+            from qsci.solvers.gaptv import gap_tv
+
+            fn, used, weights = (lambda: gap_tv(y[None], mask)), "numpy-fp32", "none"
+        else:
+            model, weights = load_for_bench(name, size)
+            forward, used = prepare_backend(model, backend, channels_last)
+            fn = lambda: forward(x0)  # noqa: E731
+        return time_runs(fn, repeats, warmup), used, weights
+
+
+def int8_agreement(model: nn.Module, scenes: Iterable = ("drop8", "runner8", "traffic"),
+                   max_diff_db: float = 0.1) -> dict:
+    """Mean PSNR (vs ground truth) of a fake-quant model and of its int8 conversion on scenes.
+
+    `scenes`: names for `qsci.scenes.load_scene` or SceneInput objects. `ok` is True when the
+    mean PSNR of the int8 model is within `max_diff_db` of the fake-quant one (the issue's bar).
+    """
+    from qsci.metrics import psnr_frame
+    from qsci.physics import SCIOperator
+    from qsci.quant.intkernels import convert_to_int8
+    from qsci.scenes import load_scene
+
+    model = model.eval()
+    m8 = convert_to_int8(model)
+    per_scene: dict[str, dict] = {}
+    with torch.inference_mode():
+        for scene in scenes:
+            sc = load_scene(scene) if isinstance(scene, str) else scene
+            if sc.gt is None:
+                raise QSCIError(f"scene {sc.name} has no ground truth; PSNR needs one")
+            op = SCIOperator(sc.mask)
+            scores: dict[str, list[float]] = {"fakequant": [], "int8": []}
+            for y, gt in zip(sc.meas, sc.gt):
+                x0 = op.network_input(y)
+                for key, net in (("fakequant", model), ("int8", m8)):
+                    rec = net(x0)[0].float().numpy()
+                    scores[key] += [psnr_frame(g, r) for g, r in zip(gt, rec)]
+            per_scene[sc.name] = {k: float(np.mean(v)) for k, v in scores.items()}
+    mean_fq = float(np.mean([s["fakequant"] for s in per_scene.values()]))
+    mean_i8 = float(np.mean([s["int8"] for s in per_scene.values()]))
+    return {"scenes": per_scene, "fakequant_psnr": mean_fq, "int8_psnr": mean_i8,
+            "diff_db": mean_i8 - mean_fq, "ok": abs(mean_i8 - mean_fq) <= max_diff_db}

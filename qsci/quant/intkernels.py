@@ -1,0 +1,227 @@
+"""Integer-kernel CPU inference for trained QAT models (per-tensor activation steps).
+
+`convert_to_int8(model)` replaces every `QConv3d` / `QLinear` by `Int8Conv3d` / `Int8Linear`:
+quantize the input with the learned LSQ+ step and zero point into uint8 codes, run the oneDNN
+u8 x s8 -> fp32 kernel (`torch.ops.onednn.qconv3d_pointwise` / `qlinear_pointwise`) with the
+per-output-channel weight steps, and get float output. Why these ops and not the
+`torch.ao.nn.quantized` modules: those requantize every output to 8 bits (a rounding the fake-quant
+model does not have) and need the deprecated quint8 tensor type between layers; the oneDNN ops
+take plain uint8/int8 tensors and return fp32, so the result equals the fake-quantized model up
+to float summation order. b-bit weights (b <= 8) are int8 integers in [-2^(b-1), 2^(b-1)-1], so
+4/3/2-bit models run exactly on the int8 kernels. Timings that drove the choice: docs/int8.md.
+
+Code mapping (LSQ+, spec section 5): code `c = clamp(round(x/a + zr), Qn, Qp)`, value
+`(c - zr) * a`. The kernel gets `u = c - Qn` in [0, 2^b - 1] (uint8) and zero point `zr - Qn`.
+The remaining fake quantizers (TSAB q/k/v/softmax, per head) are swapped for one fused
+`torch.fake_quantize_per_channel_affine` call with the same result.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from qsci.errors import QSCIError
+from qsci.quant.lsq import ActQuantizer, QConv3d, QLinear
+
+_QUIET = {"done": False}
+
+
+@functools.lru_cache(maxsize=1)
+def onednn_available() -> bool:
+    """True when the oneDNN u8s8 conv3d / linear ops exist and run on this CPU."""
+    try:
+        w = torch.ones(2, 2, 1, 1, 1, dtype=torch.int8)
+        ws = torch.ones(2)
+        zp = torch.zeros(2, dtype=torch.long)
+        packed = torch.ops.onednn.qconv_prepack(w, ws, 1.0, 0, [1] * 3, [0] * 3, [1] * 3, 1, None)
+        x = torch.ones(1, 2, 1, 1, 1, dtype=torch.uint8)
+        y = torch.ops.onednn.qconv3d_pointwise(x, 1.0, 0, packed, ws, zp, None, [1] * 3, [0] * 3,
+                                               [1] * 3, 1, 1.0, 0, torch.float32, "none", [], "")
+        lp = torch.ops.onednn.qlinear_prepack(torch.ones(2, 2, dtype=torch.int8), None)
+        z = torch.ops.onednn.qlinear_pointwise(torch.ones(1, 2, dtype=torch.uint8), 1.0, 0, lp, ws, zp,
+                                               None, 1.0, 0, torch.float32, "none", [], "")
+        return bool(float(y.sum()) == 4.0 and float(z.sum()) == 4.0)
+    except Exception:  # missing op (non-x86 build) or unsupported CPU
+        return False
+
+
+def quantize_codes(x: torch.Tensor, scale: float, zero_point: int, code_max: int) -> torch.Tensor:
+    """uint8 codes `clamp(round(x / scale) + zero_point, 0, code_max)`, memory format kept."""
+    x = x.float()
+    if 0 <= zero_point <= 255:
+        # quantize_per_tensor is torch's one fused float -> uint8 pass; saturation at 255 is
+        # harmless (code_max <= 255). Its one-time deprecation notice is about the quint8
+        # dtype, which lives only inside this line, so it is silenced (once, not globally).
+        if not _QUIET["done"]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                u = torch.quantize_per_tensor(x, scale, zero_point, torch.quint8).int_repr()
+            _QUIET["done"] = True
+        else:
+            u = torch.quantize_per_tensor(x, scale, zero_point, torch.quint8).int_repr()
+        return u.clamp_(max=code_max) if code_max < 255 else u
+    return (x / scale).round_().add_(zero_point).clamp_(0, code_max).to(torch.uint8)
+
+
+def _act_params(layer: nn.Module, name: str) -> tuple[float, int, int]:
+    """(step, kernel zero point, largest code) of a layer's per-tensor input quantizer."""
+    act: ActQuantizer = layer.act
+    if act.alpha.numel() != 1:
+        raise QSCIError(
+            f"{name}: per-channel activation steps cannot run on integer kernels; "
+            "use a model built with per_channel_act=False")
+    if float(act.init_state) == 0 or float(layer.init_state) == 0:
+        raise QSCIError(f"{name}: quantizer steps are not initialised (calibrate or load weights first)")
+    if act.bits > 8 or layer.bits > 8:
+        raise QSCIError(f"{name}: {max(act.bits, layer.bits)}-bit layers do not fit int8 kernels")
+    step, zp, qmin, qmax = act.quant_params()
+    return float(step.reshape(())), int(zp.reshape(())) - qmin, qmax - qmin
+
+
+class _Int8Base(nn.Module):
+    """Shared state: integer weights, steps, input quantization parameters, float bias."""
+
+    def _setup(self, layer: nn.Module, name: str, kernel: str) -> None:
+        self.x_scale, self.x_zp, self.code_max = _act_params(layer, name)
+        wq, ws = layer.int_weight()
+        self.bits = int(layer.bits)
+        self.register_buffer("weight_int", wq.to(torch.int8))
+        self.register_buffer("weight_scale", ws.float())
+        self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().float().clone())
+        self.register_buffer("w_zp", torch.zeros(wq.shape[0], dtype=torch.long), persistent=False)
+        if kernel == "auto":
+            kernel = "onednn" if onednn_available() else "reference"
+        if kernel not in ("onednn", "reference"):
+            raise ValueError(f"unknown kernel {kernel!r}")
+        self.kernel = kernel
+        self._packed: torch.Tensor | None = None
+
+    def _dequant_input(self, u: torch.Tensor) -> torch.Tensor:
+        return (u.float() - self.x_zp) * self.x_scale
+
+    def _dequant_weight(self) -> torch.Tensor:
+        shape = [-1] + [1] * (self.weight_int.ndim - 1)
+        return self.weight_int.float() * self.weight_scale.reshape(shape)
+
+    def extra_repr(self) -> str:
+        return (f"bits={self.bits}, x_scale={self.x_scale:.4g}, x_zp={self.x_zp}, "
+                f"codes=0..{self.code_max}, kernel={self.kernel}")
+
+
+class Int8Conv3d(_Int8Base):
+    """QConv3d on integer kernels: quantize input -> u8 x s8 conv -> fp32 (channels_last_3d)."""
+
+    def __init__(self, layer: QConv3d, name: str = "conv", kernel: str = "auto"):
+        super().__init__()
+        if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
+            raise QSCIError(f"{name}: only zero padding given as numbers is supported")
+        self.stride, self.padding = list(layer.stride), list(layer.padding)
+        self.dilation, self.groups = list(layer.dilation), int(layer.groups)
+        self._setup(layer, name, kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, T, H, W) -> (B, Cout, T', H', W')
+        u = quantize_codes(x, self.x_scale, self.x_zp, self.code_max)
+        if self.kernel == "reference":
+            return F.conv3d(self._dequant_input(u), self._dequant_weight(), self.bias,
+                            self.stride, self.padding, self.dilation, self.groups)
+        if self._packed is None:
+            self._packed = torch.ops.onednn.qconv_prepack(
+                self.weight_int, self.weight_scale, self.x_scale, self.x_zp, self.stride,
+                self.padding, self.dilation, self.groups, None)
+        u = u.contiguous(memory_format=torch.channels_last_3d)
+        return torch.ops.onednn.qconv3d_pointwise(
+            u, self.x_scale, self.x_zp, self._packed, self.weight_scale, self.w_zp, self.bias,
+            self.stride, self.padding, self.dilation, self.groups, 1.0, 0, torch.float32, "none", [], "")
+
+
+class Int8Linear(_Int8Base):
+    """QLinear on integer kernels: quantize input -> u8 x s8 matmul -> fp32."""
+
+    def __init__(self, layer: QLinear, name: str = "linear", kernel: str = "auto"):
+        super().__init__()
+        self._setup(layer, name, kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out)
+        lead = x.shape[:-1]
+        u = quantize_codes(x.reshape(-1, x.shape[-1]), self.x_scale, self.x_zp, self.code_max)
+        if self.kernel == "reference":
+            y = F.linear(self._dequant_input(u), self._dequant_weight(), self.bias)
+        else:
+            if self._packed is None:
+                self._packed = torch.ops.onednn.qlinear_prepack(self.weight_int, None)
+            y = torch.ops.onednn.qlinear_pointwise(
+                u.contiguous(), self.x_scale, self.x_zp, self._packed, self.weight_scale, self.w_zp,
+                self.bias, 1.0, 0, torch.float32, "none", [], "")
+        return y.reshape(*lead, y.shape[-1])
+
+
+class FusedFakeQuant(nn.Module):
+    """An ActQuantizer frozen for inference: the same values in one fused torch kernel."""
+
+    def __init__(self, act: ActQuantizer):
+        super().__init__()
+        step, zp, self.qmin, self.qmax = act.quant_params()
+        self.ch_axis = act.ch_axis
+        self.register_buffer("scale", step.float().reshape(-1))
+        self.register_buffer("zero_point", zp.to(torch.int32).reshape(-1))
+        # torch's fused op insists on qmin <= zero point <= qmax; otherwise spell it out
+        self.fused = bool(((self.zero_point >= self.qmin) & (self.zero_point <= self.qmax)).all())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        per_tensor = self.scale.numel() == 1
+        if self.fused and per_tensor:
+            return torch.fake_quantize_per_tensor_affine(
+                x, float(self.scale), int(self.zero_point), self.qmin, self.qmax)
+        if self.fused:
+            return torch.fake_quantize_per_channel_affine(
+                x, self.scale, self.zero_point, self.ch_axis % x.ndim, self.qmin, self.qmax)
+        shape = [1] * x.ndim
+        if not per_tensor:
+            shape[self.ch_axis] = -1
+        a, zr = self.scale.reshape(shape), self.zero_point.float().reshape(shape)
+        return (x / a).add_(zr).round_().clamp_(self.qmin, self.qmax).sub_(zr).mul_(a)
+
+
+def convert_to_int8(model: nn.Module, kernel: str = "auto", inplace: bool = False) -> nn.Module:
+    """Integer-kernel copy of a calibrated QAT model, in eval mode.
+
+    Every QConv3d / QLinear becomes Int8Conv3d / Int8Linear, every other ActQuantizer a
+    FusedFakeQuant; everything else (LeakyReLU, attention, pixel shuffle) stays float. Raises
+    QSCIError for per-channel activation quantizers, uninitialised steps or > 8 bits.
+    `kernel="reference"` runs the same integer arithmetic with float convs (for checking).
+    """
+    if isinstance(model, (QConv3d, QLinear)):
+        raise QSCIError("convert_to_int8 needs a model that contains quantized layers, not a layer")
+    if not inplace:
+        model = copy.deepcopy(model)
+    _replace_children(model.eval(), "", kernel)
+    if not int8_layers(model):
+        raise QSCIError("model has no QConv3d / QLinear layers: int8 needs a quantized (Q-SCI) model")
+    return model
+
+
+def _replace_children(parent: nn.Module, prefix: str, kernel: str) -> None:
+    for child_name, child in list(parent.named_children()):
+        full = prefix + child_name
+        if isinstance(child, QConv3d):
+            setattr(parent, child_name, Int8Conv3d(child, full, kernel))
+        elif isinstance(child, QLinear):
+            setattr(parent, child_name, Int8Linear(child, full, kernel))
+        elif isinstance(child, ActQuantizer):
+            if float(child.init_state) == 0:
+                raise QSCIError(f"{full}: quantizer step is not initialised")
+            setattr(parent, child_name, FusedFakeQuant(child))
+        else:
+            _replace_children(child, full + ".", kernel)
+
+
+def int8_layers(model: nn.Module) -> list[nn.Module]:
+    """The integer-kernel layers of a converted model (for reports and tests)."""
+    return [m for m in model.modules() if isinstance(m, (Int8Conv3d, Int8Linear))]

@@ -1,0 +1,119 @@
+"""Integer-kernel conversion: the int8 model computes what the fake-quantized model computes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from qsci.bench import calibrate, int8_agreement
+from qsci.errors import QSCIError
+from qsci.models import create_model
+from qsci.quant import ActQuantizer, QConv3d, QLinear
+from qsci.quant.intkernels import (FusedFakeQuant, Int8Conv3d, Int8Linear, convert_to_int8, int8_layers,
+                                   onednn_available, quantize_codes)
+from qsci.scenes import simulate_scene
+
+TINY = dict(in_ch=4, units=1, per_channel_act=False)
+KERNELS = ["reference"] + (["onednn"] if onednn_available() else [])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared machine: 2 OpenMP threads only add barrier waits."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _psnr_between(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    peak = float(a.abs().max())
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+
+
+def _tiny(name: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = create_model(name, **TINY).eval()
+    calibrate(model, (8, 16, 16), seed=seed)
+    # learned zero points are rarely 0: exercise the shifted-code path too
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, ActQuantizer):
+                m.zero_point.uniform_(-1.4, 1.4)
+    return model
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("bits", [8, 4, 3, 2])
+def test_int8_model_matches_fake_quant(bits, kernel):
+    model = _tiny(f"qsci-t-{bits}bit", seed=bits)
+    m8 = convert_to_int8(model, kernel=kernel)
+    n_q = sum(isinstance(m, (QConv3d, QLinear)) for m in model.modules())
+    assert len(int8_layers(m8)) == n_q and not any(isinstance(m, (QConv3d, QLinear)) for m in m8.modules())
+    x0 = torch.rand(1, 1, 8, 16, 16)
+    with torch.inference_mode():
+        ref, out = model(x0), m8(x0)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    # equal up to float summation order; a rare tie in rounding may flip one code
+    assert _psnr_between(ref, out) > 60
+    assert float((out - ref).abs().gt(1e-4 * ref.abs().max()).float().mean()) < 0.01
+
+
+def test_layer_weights_are_b_bit_integers_and_codes_in_range():
+    model = _tiny("qsci-t-3bit")
+    m8 = convert_to_int8(model, kernel="reference")
+    for layer in int8_layers(m8):
+        lo, hi = -(2 ** (layer.bits - 1)), 2 ** (layer.bits - 1) - 1
+        assert layer.weight_int.dtype == torch.int8
+        assert int(layer.weight_int.min()) >= lo and int(layer.weight_int.max()) <= hi
+        assert layer.code_max <= 255
+    codes = quantize_codes(torch.randn(1000) * 10, 0.5, 3, 7)
+    assert codes.dtype == torch.uint8 and int(codes.max()) <= 7
+    ref = (torch.randn(1000) * 10)
+    assert torch.equal(quantize_codes(ref, 0.5, -4, 7), quantize_codes(ref, 0.5, -4, 7))
+    assert int(quantize_codes(ref, 0.5, -4, 7).max()) <= 7  # out-of-range zero point path
+
+
+def test_fused_fake_quant_equals_act_quantizer():
+    for zp in (0.3, -5.0):  # inside and outside the code range (fused / spelled-out path)
+        q = ActQuantizer(4, 4, per_channel=True, ch_axis=1)
+        x = torch.randn(64, 4, 8, 8)
+        q(x)
+        with torch.no_grad():
+            q.zero_point.fill_(zp)
+            ref = q(x)
+        assert torch.allclose(FusedFakeQuant(q)(x), ref, atol=1e-6)
+
+
+def test_conversion_errors():
+    per_channel = create_model("qsci-t-4bit", in_ch=4, units=1).eval()
+    calibrate(per_channel, (8, 16, 16))
+    with pytest.raises(QSCIError, match="per-channel"):
+        convert_to_int8(per_channel)
+    fresh = create_model("qsci-t-4bit", **TINY)
+    with pytest.raises(QSCIError, match="not initialised"):
+        convert_to_int8(fresh)
+    with pytest.raises(QSCIError, match="quantized"):
+        convert_to_int8(create_model("qsci-t-fp32", in_ch=4, units=1))
+
+
+def test_int8_layers_are_wrappers():
+    model = _tiny("qsci-t-8bit")
+    m8 = convert_to_int8(model)
+    kinds = {type(m) for m in int8_layers(m8)}
+    assert kinds == {Int8Conv3d, Int8Linear}
+    assert model is not m8 and any(isinstance(m, QConv3d) for m in model.modules())
+
+
+def test_psnr_agreement_check_on_tiny_model():
+    torch.manual_seed(0)
+    clip = torch.rand(1, 1, 16, 4, 4)
+    clip = torch.nn.functional.interpolate(clip, size=(16, 32, 32), mode="trilinear")[0, 0].numpy()
+    scene = simulate_scene(clip, cr=8, mask="random", name="tiny")
+    model = _tiny("qsci-t-4bit")
+    report = int8_agreement(model, [scene], max_diff_db=0.1)
+    assert set(report["scenes"]) == {"tiny"}
+    assert report["ok"] and abs(report["diff_db"]) <= 0.1
