@@ -135,9 +135,9 @@ class StopSignal:
 class Logger:
     """JSONL log (+ TensorBoard if installed and asked for), rank 0 only."""
 
-    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool):
+    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool, append: bool):
         self.enabled = enabled
-        self.fh = open(out_dir / "log.jsonl", "a") if enabled else None
+        self.fh = open(out_dir / "log.jsonl", "a" if append else "w") if enabled else None
         self.tb = None
         if enabled and tensorboard:
             try:
@@ -228,7 +228,7 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
     raw = model
     model = D.wrap(model, dist, find_unused)
 
-    logger = Logger(out_dir, main_rank, cfg.tensorboard)
+    logger = Logger(out_dir, main_rank, cfg.tensorboard, append=resume is not None)
     stopper = StopSignal()
     budget_s = cfg.minutes * 60.0 if cfg.minutes > 0 else math.inf
     eval_reserve_s = 30.0 if cfg.final_eval and cfg.eval_scenes else 5.0
@@ -251,8 +251,8 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
         loss = compute_loss(out, x, cfg.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        # the norm is computed either way (inf = no clipping) and logged: a cheap health signal
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
         optimizer.step()
         step += 1
         samples += cfg.batch * dist.world
@@ -261,7 +261,8 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
 
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             dt = time.time() - t_log
-            rec = {"step": step, "loss": loss.item(), "lr": lr, "crop": cfg.crop_at(step - 1),
+            rec = {"step": step, "loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm),
+                   "crop": cfg.crop_at(step - 1),
                    "samples_per_s": steps_since_log * cfg.batch * dist.world / max(dt, 1e-9),
                    "samples": samples, "elapsed_s": round(time.time() - t_start, 2)}
             logger.log(rec)
