@@ -30,7 +30,8 @@ TINY = {"in_ch": 8, "units": 1}
 def tiny_cfg(out: Path, **kw) -> TrainConfig:
     base = dict(model_overrides=dict(TINY), data="images", crop=32, batch=2, lr=1e-3, min_lr=1e-5,
                 warmup_steps=2, max_steps=6, num_workers=0, log_every=1, eval_scenes=[],
-                final_eval=False, progress=False, threads=1, out=str(out), save_every_minutes=1e9)
+                final_eval=False, progress=False, threads=1, out=str(out), save_every_minutes=1e9,
+                device="cpu")  # CPU even where CUDA exists: the exactness checks need determinism
     base.update(kw)
     return TrainConfig(**base).validate()
 
@@ -155,7 +156,7 @@ def test_evaluation_logged_with_step(tmp_path):
 
 def test_cli_run_then_resume_auto(tmp_path):
     out = str(tmp_path / "cli")
-    common = ["--preset", "smoke", "--out", out, "--max-steps", "3", "--threads", "1"]
+    common = ["--preset", "smoke", "--out", out, "--max-steps", "3", "--threads", "1", "--device", "cpu"]
     assert T.main(common + ["--stop-step", "1"]) == 0
     assert load_checkpoint(tmp_path / "cli" / "ckpt.pt")["step"] == 1
     assert T.main(common + ["--resume", "auto"]) == 0  # stop_step is not carried over
