@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from qsci.errors import QSCIError
 from training import train as T
 from training.checkpointing import load_checkpoint
 from training.config import TrainConfig, build_arg_parser, resolve
@@ -110,6 +111,12 @@ def test_qat_starts_from_fp_checkpoint(tmp_path):
     inits = [v for k, v in sd.items() if k.endswith("init_state")]
     assert inits and all(float(v.min()) > 0 for v in inits)  # steps calibrated on the first batch
     assert summary["step"] == 2
+    # same bit width: a fine-tuning stage loads the quantized weights as they are
+    again = T.build_model(tiny_cfg(tmp_path / "x", bits=4))
+    T.init_weights(again, str(tmp_path / "q4" / "ckpt.pt"))
+    assert all(torch.equal(v, sd[k]) for k, v in again.state_dict().items())
+    with pytest.raises(QSCIError, match="full-precision"):
+        T.init_weights(T.build_model(tiny_cfg(tmp_path / "x", bits=2)), str(tmp_path / "q4" / "ckpt.pt"))
 
 
 def _free_port() -> int:

@@ -25,7 +25,7 @@ class TrainConfig:
     model_preset: str = "t"  # t | s | b
     bits: int = 32
     model_overrides: dict = field(default_factory=dict)  # passed to qsci.models.create_model
-    init_from: str = ""  # full-precision checkpoint for QAT (spec section 5)
+    init_from: str = ""  # weights to start from: full precision for QAT (spec 5), or same bits to fine-tune
     # data
     data: str = "builtin"  # "builtin" | "images" | path to DAVIS 2017 (JPEGImages/480p/<video>/*.jpg)
     cr: int = 8  # frames per snapshot

@@ -55,18 +55,31 @@ def build_model(cfg: TrainConfig, model_config: dict | None = None) -> torch.nn.
     return models.create_model(cfg.model_name, **cfg.model_overrides)
 
 
-def init_qat(model: torch.nn.Module, path: str) -> dict:
-    """Start a b-bit model from a full-precision checkpoint (spec 5); steps calibrate later."""
+def init_weights(model: torch.nn.Module, path: str) -> dict:
+    """Weights from a checkpoint, with a fresh optimizer and schedule.
+
+    Full precision -> b bits: QAT start (spec 5): weights copied, side branches and quantizer
+    steps fresh (the steps calibrate on the first batch). Same bit width: a fine-tuning stage
+    (e.g. the paper's last epochs at a lower lr), loaded as it is.
+    """
     from qsci.models.qsci_net import init_from_fp
 
     ckpt = load_checkpoint(path)
-    fp_sd = strip_ddp_prefix(ckpt["model_state_dict"])
-    if isinstance(ckpt.get("config"), dict) and int(ckpt["config"].get("bits", 32)) != 32:
-        raise QSCIError(f"--init-from {path}: expected a full-precision checkpoint, got "
-                        f"{ckpt['config'].get('bits')}-bit")
-    report = init_from_fp(model, fp_sd)
-    if len(report["copied"]) < len(fp_sd):  # every full-precision tensor must land somewhere
-        raise QSCIError(f"--init-from {path}: only {len(report['copied'])} of {len(fp_sd)} tensors "
+    sd = strip_ddp_prefix(ckpt["model_state_dict"])
+    src_bits = int(ckpt["config"].get("bits", 32)) if isinstance(ckpt.get("config"), dict) else 32
+    if src_bits == model.config.bits:
+        try:
+            model.load_state_dict(sd)
+        except RuntimeError as exc:
+            raise QSCIError(f"--init-from {path}: does not fit {model.config.name} "
+                            f"({str(exc).splitlines()[0]})") from None
+        return {"copied": list(sd), "fresh": []}
+    if src_bits != 32:
+        raise QSCIError(f"--init-from {path}: a {src_bits}-bit checkpoint cannot start a "
+                        f"{model.config.bits}-bit model; use a full-precision one")
+    report = init_from_fp(model, sd)
+    if len(report["copied"]) < len(sd):  # every full-precision tensor must land somewhere
+        raise QSCIError(f"--init-from {path}: only {len(report['copied'])} of {len(sd)} tensors "
                         f"fit the {model.config.name} model (different sizes?)")
     return report
 
@@ -192,13 +205,13 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
         step, samples = int(resume["step"]), int(resume["samples"])
     else:
         model = build_model(cfg)
-        if cfg.bits != 32:
-            if not cfg.init_from:
-                raise QSCIError(f"QAT ({cfg.bits}-bit) needs --init-from a full-precision checkpoint")
-            report = init_qat(model, cfg.init_from)
+        if cfg.init_from:
+            report = init_weights(model, cfg.init_from)
             if main_rank:
-                print(f"QAT init from {cfg.init_from}: {len(report['copied'])} tensors copied, "
+                print(f"weights from {cfg.init_from}: {len(report['copied'])} tensors copied, "
                       f"{len(report['fresh'])} fresh", file=sys.stderr)
+        elif cfg.bits != 32:
+            raise QSCIError(f"QAT ({cfg.bits}-bit) needs --init-from a full-precision checkpoint")
     model.to(dist.device).train()
     optimizer = make_optimizer(model, cfg)
     if resume is not None:
