@@ -110,3 +110,13 @@ def test_simulate_rejects_a_mask_that_does_not_fit(client):
     with pytest.raises(Exception) as excinfo:
         client.predict(None, SCENE, "quantized_sci", 0, 8, 0.0, 64, ["gap-tv"], api_name="/reconstruct_simulated")
     assert "does not match the scene size" in _app_error_text(excinfo)
+
+
+def test_inspect_upload_shows_ratio_size_and_axis_order(client, upload_files):
+    d = upload_files
+    info, choice = client.predict(handle_file(str(d / "meas.npy")), handle_file(str(d / "mask.npy")), None,
+                                  api_name="/inspect_upload")
+    assert "compression ratio **8**" in info and "32×32" in info and "**2** measurement(s)" in info
+    assert "axis order" in info
+    picker = choice if isinstance(choice, dict) else {"value": choice}  # the client may pass the update on
+    assert picker["value"] == "all" and [c[1] for c in picker.get("choices", [["all", "all"]])][-1] in ("all", "1")

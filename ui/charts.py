@@ -43,7 +43,7 @@ def _scatter(points: list[Point], name: str, symbol: str, color: str, x_fmt: str
     )
 
 
-def _layout(fig: go.Figure, title: str, x_title: str, log_x: bool, empty: bool) -> go.Figure:
+def _layout(fig: go.Figure, title: str, x_title: str, log_x: bool, empty: bool, ys: list[float] = ()) -> go.Figure:
     fig.update_layout(
         title={"text": title, "x": 0.01},
         xaxis={"title": x_title, "type": "log" if log_x else "linear"},
@@ -53,6 +53,8 @@ def _layout(fig: go.Figure, title: str, x_title: str, log_x: bool, empty: bool) 
         height=380,
         template="plotly_white",
     )
+    if ys:  # room above and below for the text labels
+        fig.update_yaxes(range=[min(ys) - 2.5, max(ys) + 2.5])
     if empty:
         fig.add_annotation(text="no points to show yet", showarrow=False, x=0.5, y=0.5,
                            xref="paper", yref="paper")
@@ -72,6 +74,7 @@ def psnr_vs_ops(
     ours = _usable(measured, log_x=True)
     paper = _usable(published, log_x=True)
     fig = go.Figure()
+    lines = list(lines)
     for label, y in lines:
         if y is not None and math.isfinite(y):
             fig.add_hline(y=float(y), line_dash="dot", line_color="#d62728",
@@ -80,7 +83,8 @@ def psnr_vs_ops(
         fig.add_trace(_scatter(paper, PUBLISHED_NAME, "diamond-open", "#7f7f7f", ".4g"))
     if ours:
         fig.add_trace(_scatter(ours, MEASURED_NAME, "circle", "#1f77b4", ".4g"))
-    return _layout(fig, "PSNR vs compute", x_title, True, not (ours or paper))
+    ys = [p[2] for p in ours + paper] + [float(y) for _, y in lines if y is not None and math.isfinite(y)]
+    return _layout(fig, "PSNR vs compute", x_title, True, not (ours or paper), ys)
 
 
 def psnr_vs_latency(measured: Iterable[Point]) -> go.Figure:
@@ -89,4 +93,5 @@ def psnr_vs_latency(measured: Iterable[Point]) -> go.Figure:
     fig = go.Figure()
     if ours:
         fig.add_trace(_scatter(ours, MEASURED_NAME, "circle", "#d62728", ".3g"))
-    return _layout(fig, "PSNR vs measured latency", "reconstruction time (s, log scale)", True, not ours)
+    return _layout(fig, "PSNR vs measured latency", "reconstruction time (s, log scale)", True, not ours,
+                   [p[2] for p in ours])

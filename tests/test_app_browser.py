@@ -1,0 +1,85 @@
+"""End to end in Debian's chromium: pick a scene and two methods, run, see images, table and plots."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api")
+from app_server import REPO, running_app  # noqa: E402
+
+CHROMIUM = os.environ.get("QSCI_CHROMIUM", "/usr/bin/chromium")
+SCENE = "embedded-camera-pan"
+ARTIFACTS = REPO / "test-artifacts"
+
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no chromium at {CHROMIUM} (set QSCI_CHROMIUM)", allow_module_level=True)
+
+
+def _two_networks() -> list[str]:
+    """Two bit widths of the smallest network the app offers (trained ones first)."""
+    os.environ.setdefault("QSCI_APP_SHOW_UNTRAINED", "1")
+    from ui.handlers import method_choices
+
+    choices, _, _ = method_choices()
+    nets = [(("untrained" in label), {"t": 0, "s": 1, "b": 2}.get(v.split("-")[1], 3) if v.count("-") >= 2 else 3, v)
+            for label, v in choices if v != "gap-tv"]
+    nets.sort()
+    best = [v for _, _, v in nets if v.split("-")[:2] == nets[0][2].split("-")[:2]] if nets else []
+    picked = [n for n in best if n.endswith("2bit")] + [n for n in best if n.endswith("8bit")]
+    picked = picked or best
+    if len(picked) < 2:
+        pytest.skip(f"need two networks to compare, the app offers {[v for _, v in choices]}")
+    return picked[:2]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("app") / "server.log") as url:
+        yield url
+
+
+def test_scene_two_methods_end_to_end(app_url):
+    methods = _two_networks()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(app_url)
+            page.wait_for_selector("#run-scene", timeout=60_000)
+
+            page.locator("#scene input").click()
+            page.get_by_role("option", name=re.compile(re.escape(SCENE))).first.click()
+            page.locator("#scene-which").get_by_text("first only (quick)").click()
+            for m in methods:
+                page.locator(f'#methods input[name="{m}"]').check()
+            page.locator("#run-scene").click()
+
+            expect = sync_api.expect
+            summary = page.locator("#summary")
+            for m in ["gap-tv", *methods]:
+                expect(summary).to_contain_text(m, timeout=240_000)
+            expect(page.locator("#recon-view img")).to_have_count(4, timeout=30_000)  # truth + 3 methods
+            expect(page.locator("#error-view img")).to_have_count(3, timeout=30_000)
+            expect(page.locator("#inputs-view img")).to_have_count(2, timeout=30_000)
+            expect(page.locator("#plot-ops .js-plotly-plot")).to_be_visible(timeout=30_000)
+            expect(page.locator("#plot-time .js-plotly-plot")).to_be_visible(timeout=30_000)
+
+            # one slider moves every method to the same frame
+            number = page.locator("#frame input[type=number]")
+            number.fill("5")
+            number.press("Enter")
+            expect(page.locator("#recon-view")).to_contain_text("frame 5", timeout=30_000)
+
+            page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "app.png").stat().st_size > 10_000
+    if os.environ.get("QSCI_UPDATE_SCREENSHOT"):
+        shutil.copy(ARTIFACTS / "app.png", REPO / "assets" / "screenshot.png")

@@ -1,0 +1,137 @@
+"""The app's pure handlers and Gradio glue, without a server (tiny inputs, GAP-TV only)."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+
+from qsci.errors import QSCIError
+from ui import events, handlers
+from ui.cache import ResultCache
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # Tiny tensors on a shared 2-core machine: one thread is far faster than two spinning ones.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_scene():
+    from qsci.scenes import simulate_scene
+
+    yy, xx = np.mgrid[0:32, 0:32] / 32.0
+    frames = np.stack([0.5 + 0.4 * np.sin(5 * xx + 0.4 * t) * np.cos(3 * yy) for t in range(16)]).astype(np.float32)
+    return simulate_scene(frames, cr=8, mask="random", seed=1, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_scene):
+    return handlers.reconstruct_all(tiny_scene, ["gap-tv", "no-such-method"], cache=ResultCache())
+
+
+def test_scene_choices_offer_an_available_default():
+    choices, default = handlers.scene_choices()
+    names = [v for _, v in choices]
+    assert any(n.startswith("embedded-") for n in names) and "kobe" in names
+    assert default in names
+
+
+def test_method_choices_always_include_gap_tv(monkeypatch):
+    monkeypatch.delenv(handlers.SHOW_UNTRAINED_ENV, raising=False)
+    choices, default, _note = handlers.method_choices()
+    assert "gap-tv" in [v for _, v in choices] and default
+    assert not any("untrained" in label for label, _ in choices)
+    monkeypatch.setenv(handlers.SHOW_UNTRAINED_ENV, "1")
+    labels = [label for label, _ in handlers.method_choices()[0]]
+    assert any("untrained" in label for label in labels)
+
+
+def test_reconstruct_all_keeps_results_when_one_method_fails(tiny_run):
+    assert set(tiny_run.results) == {"gap-tv"}
+    assert "unknown method" in tiny_run.errors["no-such-method"]
+    s = handlers.summary(tiny_run)
+    assert s["gap-tv"]["psnr"] > 15 and 0 < s["gap-tv"]["ssim"] <= 1 and s["gap-tv"]["seconds"] > 0
+    assert s["no-such-method"]["psnr"] is None and s["no-such-method"]["error"]
+    rows = handlers.summary_rows(tiny_run)
+    assert rows[0][:2] == ["gap-tv", "ok"] and rows[1][1].startswith("unknown method")
+
+
+def test_progress_is_reported_per_method_and_results_are_cached(tiny_scene):
+    cache, seen = ResultCache(), []
+    first = handlers.reconstruct_all(tiny_scene, ["gap-tv"], progress=lambda f, m: seen.append((f, m)), cache=cache)
+    assert seen[0][0] == 0.0 and seen[-1] == (1.0, "done")
+    assert all(0.0 <= f <= 1.0 for f, _ in seen) and any("gap-tv" in m for _, m in seen)
+    again = handlers.reconstruct_all(tiny_scene, ["gap-tv"], cache=cache)
+    assert again.results["gap-tv"] is first.results["gap-tv"]
+    with pytest.raises(QSCIError, match="at least one method"):
+        handlers.reconstruct_all(tiny_scene, [], cache=cache)
+
+
+def test_tables_figures_and_frame_views(tiny_run):
+    headers, rows = handlers.per_frame_table(tiny_run)
+    assert headers == ["frame", "gap-tv PSNR", "gap-tv SSIM"] and len(rows) == 16
+    ops, latency = handlers.figures(tiny_run)
+    assert any(t.name == "published (paper)" for t in ops.data)
+    assert [list(t.text) for t in latency.data] == [["gap-tv"]]
+    images, errors = handlers.frame_view(tiny_run, 9)
+    assert [c.split(" · ")[0] for _, c in images] == ["ground truth", "gap-tv"]
+    assert "frame 9" in images[0][1] and errors[0][0].shape == (32, 32, 3)
+    assert handlers.frame_view(None, 0) == ([], [])
+    assert [img.dtype for img, _ in handlers.input_images(tiny_run.scene)] == [np.uint8, np.uint8]
+
+
+def test_write_outputs_gives_videos_and_downloads(tiny_run, tmp_path):
+    run = handlers.Run(scene=tiny_run.scene, results=dict(tiny_run.results), order=["gap-tv"])
+    handlers.write_outputs(run, tmp_path)
+    names = sorted(p.name for p in run.files)
+    assert "gap-tv.npz" in names and "gap-tv.mat" in names
+    assert set(run.videos) == {"ground truth", "gap-tv"} and all(p.is_file() for p in run.files)
+    assert np.load(tmp_path / "gap-tv.npz")["recon"].shape[-3:] == (8, 32, 32)
+
+
+def test_select_measurement(tiny_scene):
+    one = handlers.select_measurement(tiny_scene, "1")
+    assert one.meas.shape[0] == 1 and one.gt.shape[0] == 1
+    np.testing.assert_array_equal(one.meas[0], tiny_scene.meas[1])
+    assert handlers.select_measurement(tiny_scene, "all") is tiny_scene
+    with pytest.raises(QSCIError, match="out of range"):
+        handlers.select_measurement(tiny_scene, 5)
+    assert handlers.measurement_options(tiny_scene) == ["all", "0", "1"]
+
+
+def test_upload_paths(tiny_scene, tmp_path):
+    np.save(tmp_path / "meas.npy", tiny_scene.meas)
+    np.save(tmp_path / "mask.npy", tiny_scene.mask)
+    scene = handlers.load_upload(str(tmp_path / "meas.npy"), {"path": str(tmp_path / "mask.npy")}, None, "0")
+    assert scene.meas.shape == (1, 32, 32) and scene.cr == 8 and scene.gt is None
+    text = handlers.describe_scene(scene)
+    assert "compression ratio **8**" in text and "32×32" in text
+    with pytest.raises(QSCIError, match="mask"):
+        handlers.load_upload(str(tmp_path / "meas.npy"), None)
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    with pytest.raises(QSCIError, match="junk.npy"):
+        handlers.load_upload(str(tmp_path / "junk.npy"), str(tmp_path / "mask.npy"))
+
+
+def test_simulate_input_checks_its_arguments():
+    with pytest.raises(QSCIError, match="upload a short video or pick"):
+        handlers.simulate_input(None, None, "random", 0, 8, 0.0)
+    with pytest.raises(QSCIError, match="at least 2"):
+        handlers.simulate_input(None, "embedded-camera-pan", "random", 0, 1, 0.0)
+
+
+def test_errors_become_gradio_errors_with_the_library_message():
+    with pytest.raises(gr.Error) as excinfo:
+        with events.user_errors("load"):
+            raise QSCIError("meas.mat: expected (H, W) or (H, W, K), got 4 axes")
+    assert excinfo.value.message == "meas.mat: expected (H, W) or (H, W, K), got 4 axes"
+    with pytest.raises(gr.Error) as excinfo:
+        with events.user_errors("load"):
+            raise ZeroDivisionError("boom")
+    assert excinfo.value.message.startswith("internal error while trying to load: ZeroDivisionError")
