@@ -31,6 +31,7 @@ class TrainConfig:
     cr: int = 8  # frames per snapshot
     crop: int = 128
     crop_schedule: list = field(default_factory=list)  # [[start_step, crop], ...] overrides `crop`
+    max_frame_stride: int = 1  # 1 = consecutive frames; >1 also samples faster motion
     scale_min: float = 0.6  # random rescale of the source before cropping
     scale_max: float = 1.2
     mask: str = "random"  # "random" (new binary mask per sample) | "quantized_sci" | path to a mask file

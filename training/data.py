@@ -49,9 +49,10 @@ def find_davis_videos(root: str | Path) -> list[list[Path]]:
 class FrameSource:
     """Random clips of consecutive frames from whole videos, with random scale, crop and flips."""
 
-    def __init__(self, videos: list, scale_range: tuple[float, float]):
+    def __init__(self, videos: list, scale_range: tuple[float, float], max_stride: int = 1):
         self.videos = videos  # each: list of JPEG paths, or a uint8 array (F, H, W)
         self.scale_range = scale_range
+        self.max_stride = max(1, int(max_stride))
 
     def _frames(self, vid, t0: int, n: int, stride: int) -> list[np.ndarray]:
         idx = range(t0, t0 + (n - 1) * stride + 1, stride)
@@ -68,7 +69,9 @@ class FrameSource:
     def sample(self, rng: np.random.Generator, t: int, crop: int) -> np.ndarray:
         vid = self.videos[int(rng.integers(len(self.videos)))]
         n_frames = len(vid)
-        stride = int(rng.integers(1, 3)) if n_frames >= 2 * t else 1
+        stride = int(rng.integers(1, self.max_stride + 1))
+        while stride > 1 and (t - 1) * stride + 1 > n_frames:
+            stride -= 1
         span = (t - 1) * stride + 1
         if n_frames < span:
             raise QSCIError(f"a training video has {n_frames} frames, need {span}")
@@ -174,9 +177,10 @@ class ClipDataset(Dataset):
             if self.cfg.data == "images":
                 self._sources = [AnimatedStills()]
             elif self.cfg.data == "builtin":
-                self._sources = [AnimatedStills(), FrameSource(builtin_videos(), scales)]
+                self._sources = [AnimatedStills(),
+                                 FrameSource(builtin_videos(), scales, self.cfg.max_frame_stride)]
             else:
-                self._sources = [FrameSource(self._davis, scales)]
+                self._sources = [FrameSource(self._davis, scales, self.cfg.max_frame_stride)]
         return self._sources
 
     def __len__(self) -> int:
