@@ -86,7 +86,7 @@ def build_demo():
             plot_ops = gr.Plot(label="PSNR vs compute", elem_id="plot-ops")
             plot_time = gr.Plot(label="PSNR vs latency", elem_id="plot-time")
         with gr.Accordion("Videos", open=False):
-            videos = gr.Gallery(label="Reconstructions as video", columns=3, height="auto", elem_id="videos")
+            videos = gr.Gallery(label="Reconstructions as video", columns=4, height="auto", elem_id="videos")
         with gr.Accordion("Per-frame scores", open=False):
             per_frame = gr.Dataframe(label="PSNR / SSIM per frame", interactive=False, elem_id="per-frame")
         with gr.Accordion("Downloads and JSON", open=False):

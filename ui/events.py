@@ -54,8 +54,8 @@ def _outputs(run: handlers.Run) -> tuple:
         handlers.input_images(run.scene),
         gr.Slider(minimum=0, maximum=max(count - 1, 1), value=0, step=1, interactive=count > 1,
                   label=f"frame (0..{count - 1}, all methods)"),
-        gr.Gallery(value=images, columns=max(len(images), 1)),
-        gr.Gallery(value=errors, columns=max(len(images), 1)),
+        gr.Gallery(value=images, columns=max(len(images), 4)),  # equal tiles in both rows
+        gr.Gallery(value=errors, columns=max(len(images), 4)),
         videos,
         pd.DataFrame(handlers.summary_rows(run), columns=handlers.SUMMARY_HEADERS),
         pd.DataFrame(rows, columns=headers),
