@@ -90,10 +90,76 @@ def _is_hdf5(path: Path) -> bool:
     return head.startswith(b"MATLAB 7.3") or bool(h5py.is_hdf5(str(path)))
 
 
+# MAT v5 element types (miINT8 .. miUTF32, without the unused 8, 10, 11). scipy's compiled reader
+# indexes a fixed table with the type, so an out-of-range type in a crafted file crashes the process
+# (segmentation fault, found by tests/test_fuzz.py); every tag is checked here before scipy sees it.
+_MAT5_TYPES = {1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 14, 15, 16, 17, 18}
+
+
+def _check_mat5_tags(ctx: _Ctx, buf: bytes, start: int, end: int, order: str, depth: int = 0) -> None:
+    """Walk the tagged elements of buf[start:end]; recurse into matrices and compressed blocks."""
+    import struct
+    import zlib
+
+    if depth > 32:
+        raise ctx.fail("MATLAB file nests arrays too deeply (damaged or crafted file)")
+    pos = start
+    while pos + 8 <= end:
+        word, second = struct.unpack_from(order + "II", buf, pos)
+        if word >> 16:  # small data element: type and size share the first word, data in the second
+            mtype, nbytes, body, nxt = word & 0xFFFF, word >> 16, pos + 4, pos + 8
+            if nbytes > 4:
+                raise ctx.fail("damaged MATLAB file (bad small data element)")
+        else:
+            mtype, nbytes, body = word, second, pos + 8
+            nxt = body + (nbytes if mtype == 15 else (nbytes + 7) // 8 * 8)
+        if mtype not in _MAT5_TYPES:
+            raise ctx.fail(f"damaged MATLAB file (unknown data element type {mtype} at byte {pos})")
+        if body + nbytes > end:
+            raise ctx.fail(f"damaged or truncated MATLAB file (element at byte {pos} runs past its end)")
+        if mtype == 14:
+            _check_mat5_tags(ctx, buf, body, body + nbytes, order, depth + 1)
+        elif mtype == 15:
+            inner = _inflate_mat5(ctx, buf[body:body + nbytes], order)
+            _check_mat5_tags(ctx, inner, 0, len(inner), order, depth + 1)
+        pos = nxt
+
+
+def _inflate_mat5(ctx: _Ctx, packed: bytes, order: str) -> bytes:
+    """A compressed variable, inflated no further than the size its own first tag declares."""
+    import struct
+    import zlib
+
+    inflater = zlib.decompressobj()
+    try:
+        head = inflater.decompress(packed, 8)
+        if len(head) < 8:
+            raise ctx.fail("damaged compressed variable in the MATLAB file (no element inside)")
+        word, second = struct.unpack_from(order + "II", head)
+        size = 8 if word >> 16 else 8 + (second + 7) // 8 * 8
+        if size > ctx.limits.max_elements * 8 + (1 << 20):
+            raise ctx.fail(f"a compressed variable declares {size} bytes, more than the size limit")
+        return head + inflater.decompress(inflater.unconsumed_tail, size - 8)
+    except zlib.error as exc:
+        raise ctx.fail(f"damaged compressed variable in the MATLAB file ({exc})") from None
+
+
+def _check_mat5(ctx: _Ctx) -> None:
+    data = ctx.path.read_bytes()
+    if len(data) < 128:
+        raise ctx.fail("not a readable MATLAB .mat file (shorter than its 128-byte header)")
+    order = {b"IM": "<", b"MI": ">"}.get(data[126:128])
+    if order is None or data[124:126] not in (b"\x00\x01", b"\x01\x00"):
+        return  # not v5 (v4 or garbage): scipy's own checks answer with a clean error
+    _check_mat5_tags(ctx, data, 128, len(data), order)
+
+
 def load_mat(ctx: _Ctx) -> Stack:
     if _is_hdf5(ctx.path):
         return _load_mat73(ctx)
     import scipy.io
+
+    _check_mat5(ctx)
 
     try:
         info = scipy.io.whosmat(str(ctx.path))
