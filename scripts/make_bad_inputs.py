@@ -119,6 +119,25 @@ def mat5_huge_dims(path: Path, key: str, rows: int, cols: int) -> None:
     path.write_bytes(bytes(data))
 
 
+def mat5_bad_type(path: Path) -> None:
+    """A v5 .mat whose data element has type 263: crashed scipy's reader (segfault) before the tag check."""
+    save_mat5(path, {"meas": np.ones((4, 4))}, do_compression=False)
+    data = bytearray(path.read_bytes())
+    # after the header: matrix tag (8), flags (16), dims tag + 2 dims (16), name 'meas' small element (8)
+    pos = 128 + 8 + 16 + 16 + 8
+    assert struct.unpack_from("<I", data, pos)[0] == 9, "unexpected v5 layout"  # miDOUBLE
+    struct.pack_into("<I", data, pos, 263)
+    path.write_bytes(bytes(data))
+
+
+def mat5_zip_bomb(path: Path) -> None:
+    """A v5 .mat with one compressed variable whose inner tag declares 3 GiB (a few KiB of zeros follow)."""
+    inner = struct.pack("<II", 14, 3 << 30) + b"\0" * 4096
+    blob = zlib.compress(inner, 9)
+    path.write_bytes(_MAT_HEADER + b"\0" * 8 + struct.pack("<HH", 0x0100, 0x4D49)
+                     + struct.pack("<II", 15, len(blob)) + blob)
+
+
 def h5_huge_shape(path: Path, key: str, shape: tuple) -> None:
     """A v7.3 .mat with a chunked dataset of a huge shape and no chunk ever written."""
     import h5py
@@ -202,7 +221,7 @@ def build(out: Path = OUT) -> list[dict]:
     c.add("trunc-npy", "truncated .npy data", "file is truncated", meas="trunc_meas.npy")
     save_mat5(c.p("_full5.mat"), {"mask": _rng(3).random((H, W, T))}, do_compression=True)
     truncate(c.p("_full5.mat"), c.p("trunc_mask_v5.mat"))
-    c.add("trunc-mat5", "truncated compressed v5 .mat", "cannot read 'mask'", mask="trunc_mask_v5.mat")
+    c.add("trunc-mat5", "truncated compressed v5 .mat", "truncated MATLAB file", mask="trunc_mask_v5.mat")
     save_mat73(c.p("_full73.mat"), {"mask": matlab_mask})
     truncate(c.p("_full73.mat"), c.p("trunc_mask_v73.mat"))
     c.add("trunc-mat73", "truncated v7.3 (HDF5) .mat", "not a readable MATLAB v7.3", mask="trunc_mask_v73.mat")
@@ -327,6 +346,12 @@ def build(out: Path = OUT) -> list[dict]:
     mat5_huge_dims(c.p("bomb_v5.mat"), "mask", 100000, 100000)
     c.add("bomb-mat5", "v5 .mat variable declaring 100000x100000", "exceeds the 2048x2048 limit",
           mask="bomb_v5.mat")
+
+    mat5_bad_type(c.p("badtype_v5.mat"))
+    c.add("mat5-bad-type", "v5 element type 263 (crashed scipy before the tag check)", "unknown data element type",
+          meas="badtype_v5.mat")
+    mat5_zip_bomb(c.p("zipbomb_v5.mat"))
+    c.add("mat5-zip-bomb", "compressed v5 variable declaring 3 GiB", "more than the size limit", mask="zipbomb_v5.mat")
 
     # ground truth problems (measurement and mask are fine)
     save_video(c.p("one_frame.mp4"), (gt[:1] * 255).astype(np.uint8))
