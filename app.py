@@ -50,7 +50,7 @@ def build_demo():
                         scene_btn = gr.Button("Reconstruct scene", variant="primary", elem_id="run-scene")
                     with gr.Tab("Upload", id="upload"):
                         with gr.Row():
-                            up_meas = gr.File(label="Measurement (.mat .npy .npz .h5 .tif .png)", elem_id="up-meas")
+                            up_meas = gr.File(label="Measurement (.mat incl. v7.3, .npy, .npz, .tif, .png)", elem_id="up-meas")
                             up_mask = gr.File(label="Mask (T planes, same size)", elem_id="up-mask")
                             up_gt = gr.File(label="Ground truth (optional: frames or video)", elem_id="up-gt")
                         up_info = gr.Markdown("Upload a measurement and its mask.", elem_id="up-info")
@@ -71,6 +71,7 @@ def build_demo():
                             sim_cr = gr.Slider(2, 50, value=8, step=1, label="Compression ratio (frames per snapshot)")
                             sim_noise = gr.Slider(0, 0.1, value=0, step=0.005, label="Read noise σ")
                         sim_btn = gr.Button("Simulate and reconstruct", variant="primary", elem_id="run-simulate")
+                stop_btn = gr.Button("Stop the running reconstruction", variant="stop", size="sm", elem_id="stop")
 
         scene_info = gr.Markdown(elem_id="scene-info")
         inputs_view = gr.Gallery(label="Coded measurement and mask", columns=2, height=280,
@@ -96,14 +97,16 @@ def build_demo():
 
         run_outputs = [run_state, scene_info, inputs_view, frame, recon_view, error_view, videos,
                        summary, per_frame, plot_ops, plot_time, files, summary_json]
-        scene_btn.click(events.run_scene, [scene, scene_which, methods], run_outputs,
+        scene_evt = scene_btn.click(events.run_scene, [scene, scene_which, methods], run_outputs,
                         api_name="ui_run_scene", api_visibility="undocumented")
-        up_btn.click(events.run_upload, [up_meas, up_mask, up_gt, up_index, up_scaling, methods], run_outputs,
+        up_evt = up_btn.click(events.run_upload, [up_meas, up_mask, up_gt, up_index, up_scaling, methods], run_outputs,
                      api_name="ui_run_upload", api_visibility="undocumented")
-        sim_btn.click(events.run_simulate, [sim_video, sim_clip, sim_mask, sim_seed, sim_cr, sim_noise, sim_size,
+        sim_evt = sim_btn.click(events.run_simulate, [sim_video, sim_clip, sim_mask, sim_seed, sim_cr, sim_noise, sim_size,
                                             methods], run_outputs, api_name="reconstruct_simulated")
         gr.on([up_meas.change, up_mask.change, up_gt.change], events.inspect_upload, [up_meas, up_mask, up_gt],
-              [up_info, up_index], api_name="inspect_upload", concurrency_limit=None)
+              [up_info, up_index], api_name="inspect_upload", concurrency_limit=2, concurrency_id="inspect")
+        stop_btn.click(events.stop_run, None, None, cancels=[scene_evt, up_evt, sim_evt], queue=False,
+                       api_visibility="private")
         frame.change(events.show_frame, [run_state, frame], [recon_view, error_view], api_visibility="private",
                      concurrency_limit=None, trigger_mode="always_last", show_progress="hidden")
 

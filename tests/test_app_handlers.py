@@ -135,3 +135,15 @@ def test_errors_become_gradio_errors_with_the_library_message():
         with events.user_errors("load"):
             raise ZeroDivisionError("boom")
     assert excinfo.value.message.startswith("internal error while trying to load: ZeroDivisionError")
+
+
+def test_stop_ends_the_whole_run_at_the_next_progress_step(tiny_scene):
+    flag = events._stop_flag(None)
+    flag.set()
+    report = events._progress_adapter(lambda *a, **k: None, flag)
+    with pytest.raises(handlers.Cancelled):
+        handlers.reconstruct_all(tiny_scene, ["gap-tv", "no-such-method"], progress=report, cache=ResultCache())
+    with pytest.raises(gr.Error, match="stopped"):
+        with events.user_errors("reconstruct"):
+            raise handlers.Cancelled("stopped by the user")
+    flag.clear()

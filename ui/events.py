@@ -8,6 +8,8 @@ anything unexpected is logged with its traceback on the server and shown as one 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +21,20 @@ from ui import handlers
 
 log = logging.getLogger("qsci.app")
 
+_stop_flags: OrderedDict[str, threading.Event] = OrderedDict()
+_stop_lock = threading.Lock()
+
+
+def _stop_flag(request: gr.Request | None) -> threading.Event:
+    """The Stop flag of one browser session (bounded: old sessions are forgotten)."""
+    key = str(getattr(request, "session_hash", None) or "no-session")
+    with _stop_lock:
+        flag = _stop_flags.pop(key, None) or threading.Event()
+        _stop_flags[key] = flag
+        while len(_stop_flags) > 1000:
+            _stop_flags.popitem(last=False)
+        return flag
+
 
 @contextmanager
 def user_errors(what: str):
@@ -27,6 +43,8 @@ def user_errors(what: str):
         yield
     except gr.Error:
         raise
+    except handlers.Cancelled:
+        raise gr.Error("stopped", title="Stopped", print_exception=False) from None
     except QSCIError as exc:
         raise gr.Error(str(exc), title=f"Cannot {what}", print_exception=False) from None
     except Exception as exc:
@@ -35,8 +53,14 @@ def user_errors(what: str):
                        title="Internal error", print_exception=False) from None
 
 
-def _progress_adapter(progress: gr.Progress):
-    return lambda fraction, message="": progress(fraction, desc=message)
+def _progress_adapter(progress: gr.Progress, stop: threading.Event | None = None):
+    """Engine progress -> Gradio progress bar; also where a Stop request takes effect."""
+    def report(fraction: float, message: str = "") -> None:
+        if stop is not None and stop.is_set():
+            raise handlers.Cancelled("stopped by the user")
+        progress(fraction, desc=message)
+
+    return report
 
 
 def _outputs(run: handlers.Run) -> tuple:
@@ -66,20 +90,22 @@ def _outputs(run: handlers.Run) -> tuple:
     )
 
 
-def _run(scene, methods, progress) -> tuple:
+def _run(scene, methods, progress, request) -> tuple:
+    stop = _stop_flag(request)
+    stop.clear()
     with user_errors("reconstruct"):
-        run = handlers.reconstruct_all(scene, methods, _progress_adapter(progress))
+        run = handlers.reconstruct_all(scene, methods, _progress_adapter(progress, stop))
         handlers.write_outputs(run)
         return _outputs(run)
 
 
-def run_scene(scene_name: str, which: str, methods: list[str], progress=gr.Progress()):
+def run_scene(scene_name: str, which: str, methods: list[str], request: gr.Request, progress=gr.Progress()):
     """Benchmark / real / embedded scene tab; `which` is "all" or "first" measurement."""
     progress(0.0, desc="loading the scene")
     with user_errors("load the scene"):
         scene = handlers.load_named_scene(scene_name)
         scene = handlers.select_measurement(scene, 0 if str(which).startswith("first") else "all")
-    return _run(scene, methods, progress)
+    return _run(scene, methods, progress, request)
 
 
 def inspect_upload(meas_file, mask_file, gt_file):
@@ -92,20 +118,28 @@ def inspect_upload(meas_file, mask_file, gt_file):
         return handlers.describe_scene(scene), gr.Dropdown(choices=options, value="all", interactive=len(options) > 1)
 
 
-def run_upload(meas_file, mask_file, gt_file, index, real_scaling, methods, progress=gr.Progress()):
+def run_upload(meas_file, mask_file, gt_file, index, real_scaling, methods, request: gr.Request,
+               progress=gr.Progress()):
     """Upload tab."""
     progress(0.0, desc="reading the files")
     with user_errors("read the uploaded files"):
         scene = handlers.load_upload(meas_file, mask_file, gt_file, index, real_scaling)
-    return _run(scene, methods, progress)
+    return _run(scene, methods, progress, request)
 
 
-def run_simulate(video_file, clip, mask_kind, seed, cr, noise, size, methods, progress=gr.Progress()):
+def run_simulate(video_file, clip, mask_kind, seed, cr, noise, size, methods, request: gr.Request,
+                 progress=gr.Progress()):
     """Simulate-your-own tab."""
     progress(0.0, desc="simulating the measurement")
     with user_errors("simulate the measurement"):
         scene = handlers.simulate_input(video_file, clip, mask_kind, seed, cr, noise, size)
-    return _run(scene, methods, progress)
+    return _run(scene, methods, progress, request)
+
+
+def stop_run(request: gr.Request):
+    """Stop button: the running reconstruction of this session ends at its next progress step."""
+    _stop_flag(request).set()
+    gr.Info("Stopping after the current step…")
 
 
 def show_frame(run, index):

@@ -34,6 +34,12 @@ VIDEO_FPS = 8
 _WORK_ROOT = Path(tempfile.gettempdir()) / "qsci-app"
 _WORK_TTL_S = 3600
 
+
+
+class Cancelled(QSCIError):
+    """Raised from a progress callback to stop a run between steps (the Stop button)."""
+
+
 SUMMARY_HEADERS = ["method", "status", "PSNR (dB)", "SSIM", "seconds", "backend", "weights"]
 
 
@@ -180,8 +186,10 @@ def simulate_input(video_file, clip: str | None, mask_kind: str, seed: int | flo
         frames = io.read_scene(video_path)
         name = Path(video_path).stem
     elif clip:
+        from qsci.scenes import check_request_size
         from qsci.synthetic import make_embedded_scene
 
+        check_request_size(max(cr, 2 * cr), int(size or 256), int(size or 256), cr)  # before allocating
         frames = make_embedded_scene(str(clip), n_frames=max(cr, 2 * cr), size=int(size or 256))
         name = str(clip)
     else:
@@ -220,6 +228,8 @@ def reconstruct_all(scene, methods: list[str] | None, progress: Progress = None,
             continue
         try:
             result = reconstruct(scene.meas, scene.mask, name, gt=scene.gt, backend=backend, progress=step)
+        except Cancelled:
+            raise  # the user stopped the whole run, not just this method
         except QSCIError as exc:
             run.errors[name] = str(exc)
             continue
