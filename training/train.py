@@ -244,7 +244,8 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
     logger = Logger(out_dir, main_rank, cfg.tensorboard, append=resume is not None)
     stopper = StopSignal()
     budget_s = cfg.minutes * 60.0 if cfg.minutes > 0 else math.inf
-    eval_reserve_s = 30.0 if cfg.final_eval and cfg.eval_scenes else 5.0
+    # time kept back from --minutes for the final save and evaluation (re-measured at each eval)
+    eval_reserve_s = (30.0 if dist.device.type == "cuda" else 120.0) if cfg.final_eval and cfg.eval_scenes else 5.0
     probe_at = step + 10 if cfg.max_steps <= 0 else None
     last_save = time.time()
     summary = {"losses": [], "evals": [], "start_step": step}
