@@ -147,3 +147,14 @@ def test_stop_ends_the_whole_run_at_the_next_progress_step(tiny_scene):
         with events.user_errors("reconstruct"):
             raise handlers.Cancelled("stopped by the user")
     flag.clear()
+
+
+def test_simulate_from_an_uploaded_video(tmp_path):
+    from pathlib import Path
+
+    from qsci import io
+
+    frames = np.random.default_rng(0).random((16, 32, 48)).astype(np.float32)
+    video = io.write_video(tmp_path / "clip.mp4", frames, 8)
+    scene = handlers.simulate_input(Path(video), None, "random", 2, 8, 0.0)
+    assert scene.meas.shape == (2, 32, 48) and scene.gt.shape == (2, 8, 32, 48) and scene.cr == 8

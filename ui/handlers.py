@@ -117,6 +117,8 @@ def _path(f) -> str | None:
     # Gradio hands uploads over as paths (str) or objects with a `.name`/`path`.
     if f is None:
         return None
+    if isinstance(f, (str, os.PathLike)):
+        return os.fspath(f)
     if isinstance(f, dict):
         return f.get("path") or f.get("name")
     return str(getattr(f, "path", None) or getattr(f, "name", None) or f)
