@@ -12,6 +12,7 @@ import os
 MAX_FILE_SIZE = "200mb"
 QUEUE_SIZE = 16
 CONCURRENCY = 1  # reconstructions are CPU-bound; the 2-core demo runs one at a time
+HEAVY = "reconstruct"  # one concurrency group for every event that reconstructs (UI and API alike)
 
 INTRO = """# Q-SCI studio — low-bit video snapshot compressive imaging
 One coded snapshot holds several video frames. Pick a scene (or upload / simulate your own),
@@ -98,11 +99,12 @@ def build_demo():
         run_outputs = [run_state, scene_info, inputs_view, frame, recon_view, error_view, videos,
                        summary, per_frame, plot_ops, plot_time, files, summary_json]
         scene_evt = scene_btn.click(events.run_scene, [scene, scene_which, methods], run_outputs,
-                        api_name="ui_run_scene", api_visibility="undocumented")
+                        api_name="ui_run_scene", api_visibility="undocumented", concurrency_id=HEAVY)
         up_evt = up_btn.click(events.run_upload, [up_meas, up_mask, up_gt, up_index, up_scaling, methods], run_outputs,
-                     api_name="ui_run_upload", api_visibility="undocumented")
+                     api_name="ui_run_upload", api_visibility="undocumented", concurrency_id=HEAVY)
         sim_evt = sim_btn.click(events.run_simulate, [sim_video, sim_clip, sim_mask, sim_seed, sim_cr, sim_noise, sim_size,
-                                            methods], run_outputs, api_name="reconstruct_simulated")
+                                            methods], run_outputs, api_name="reconstruct_simulated",
+                                  concurrency_id=HEAVY)
         gr.on([up_meas.change, up_mask.change, up_gt.change], events.inspect_upload, [up_meas, up_mask, up_gt],
               [up_info, up_index], api_name="inspect_upload", concurrency_limit=2, concurrency_id="inspect")
         stop_btn.click(events.stop_run, None, None, cancels=[scene_evt, up_evt, sim_evt], queue=False,
@@ -111,14 +113,14 @@ def build_demo():
                      concurrency_limit=None, trigger_mode="always_last", show_progress="hidden")
 
         # API-only endpoints: stable names and JSON results for scripts (see README).
-        gr.api(events.api_reconstruct_scene, api_name="reconstruct_scene")
+        gr.api(events.api_reconstruct_scene, api_name="reconstruct_scene", concurrency_id=HEAVY)
         with gr.Column(visible=False):
             api_meas, api_mask, api_gt = gr.File(), gr.File(), gr.File()
             api_methods = gr.Dropdown([v for _, v in method_choices], multiselect=True, allow_custom_value=True)
             api_json, api_files = gr.JSON(), gr.File(file_count="multiple")
             api_btn = gr.Button()
         api_btn.click(events.api_reconstruct_upload, [api_meas, api_mask, api_gt, api_methods],
-                      [api_json, api_files], api_name="reconstruct_upload")
+                      [api_json, api_files], api_name="reconstruct_upload", concurrency_id=HEAVY)
 
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo

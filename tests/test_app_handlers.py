@@ -158,3 +158,15 @@ def test_simulate_from_an_uploaded_video(tmp_path):
     video = io.write_video(tmp_path / "clip.mp4", frames, 8)
     scene = handlers.simulate_input(Path(video), None, "random", 2, 8, 0.0)
     assert scene.meas.shape == (2, 32, 48) and scene.gt.shape == (2, 8, 32, 48) and scene.cr == 8
+
+
+def test_demo_queues_every_reconstruction_in_one_group():
+    import app
+
+    demo = app.build_demo()
+    fns = {fn.api_name: fn for fn in demo.fns.values()}
+    assert {"reconstruct_scene", "reconstruct_upload", "reconstruct_simulated", "inspect_upload"} <= set(fns)
+    heavy = [n for n in ("ui_run_scene", "ui_run_upload", "reconstruct_simulated", "reconstruct_scene",
+                         "reconstruct_upload")]
+    assert {fns[n].concurrency_id for n in heavy} == {app.HEAVY}
+    assert demo._queue.max_size == app.QUEUE_SIZE and demo._queue.default_concurrency_limit == app.CONCURRENCY
