@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-MAX_FILE_SIZE = "200mb"
+MAX_FILE_SIZE = os.environ.get("QSCI_APP_MAX_FILE_SIZE", "200mb")  # Gradio refuses larger uploads
 QUEUE_SIZE = 16
 CONCURRENCY = 1  # reconstructions are CPU-bound; the 2-core demo runs one at a time
 HEAVY = "reconstruct"  # one concurrency group for every event that reconstructs (UI and API alike)

@@ -21,14 +21,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(log_path: Path, timeout_s: float = 120.0):
+def running_app(log_path: Path, timeout_s: float = 120.0, **extra_env: str):
     """Yield the base URL of a freshly started app; the process is killed afterwards."""
     port = free_port()
     env = dict(os.environ,
                GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
                QSCI_APP_SHOW_UNTRAINED="1",
                # one torch thread: on a shared 2-core box, two spinning threads are many times slower
-               OMP_NUM_THREADS="1")
+               OMP_NUM_THREADS="1", **extra_env)
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"

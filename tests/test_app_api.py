@@ -17,7 +17,7 @@ SCENE = "embedded-camera-pan"
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     log = tmp_path_factory.mktemp("app") / "server.log"
-    with running_app(log) as url:
+    with running_app(log, QSCI_APP_MAX_FILE_SIZE="1mb") as url:
         yield Client(url, verbose=False)
 
 
@@ -120,3 +120,12 @@ def test_inspect_upload_shows_ratio_size_and_axis_order(client, upload_files):
     assert "axis order" in info
     picker = choice if isinstance(choice, dict) else {"value": choice}  # the client may pass the update on
     assert picker["value"] == "all" and [c[1] for c in picker.get("choices", [["all", "all"]])][-1] in ("all", "1")
+
+
+def test_uploads_over_the_size_limit_are_refused(client, upload_files):
+    big = upload_files / "big.npy"
+    np.save(big, np.zeros((8, 256, 256), np.float32))  # 2 MiB > the 1 MB limit of the test server
+    with pytest.raises(Exception) as excinfo:
+        client.predict(handle_file(str(big)), handle_file(str(upload_files / "mask.npy")), None, ["gap-tv"],
+                       api_name="/reconstruct_upload")
+    assert "size" in _app_error_text(excinfo).lower()
