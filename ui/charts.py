@@ -93,5 +93,5 @@ def psnr_vs_latency(measured: Iterable[Point]) -> go.Figure:
     fig = go.Figure()
     if ours:
         fig.add_trace(_scatter(ours, MEASURED_NAME, "circle", "#d62728", ".3g"))
-    return _layout(fig, "PSNR vs measured latency", "reconstruction time (s, log scale)", True, not ours,
+    return _layout(fig, "PSNR vs measured latency", "seconds per measurement (this machine, log scale)", True, not ours,
                    [p[2] for p in ours])
