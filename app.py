@@ -51,7 +51,7 @@ def build_demo():
                         scene_btn = gr.Button("Reconstruct scene", variant="primary", elem_id="run-scene")
                     with gr.Tab("Upload", id="upload"):
                         with gr.Row():
-                            up_meas = gr.File(label="Measurement (.mat incl. v7.3, .npy, .npz, .tif, .png)", elem_id="up-meas")
+                            up_meas = gr.File(label="Measurement (.mat, .npy, .npz, .tif, .png)", elem_id="up-meas")
                             up_mask = gr.File(label="Mask (T planes, same size)", elem_id="up-mask")
                             up_gt = gr.File(label="Ground truth (optional: frames or video)", elem_id="up-gt")
                         up_info = gr.Markdown("Upload a measurement and its mask.", elem_id="up-info")
