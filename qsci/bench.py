@@ -34,9 +34,9 @@ def tune_allocator() -> bool:
     """Keep freed heap memory for reuse (glibc mallopt); True if applied."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4
-        ok = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**30) == 1
-        return bool(ok)
+        m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8
+        return all(libc.mallopt(opt, val) == 1
+                   for opt, val in ((m_mmap_max, 0), (m_trim_threshold, 2**30), (m_arena_max, 1)))
     except (OSError, AttributeError):  # not glibc
         return False
 

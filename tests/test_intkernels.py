@@ -78,7 +78,7 @@ def test_layer_weights_are_b_bit_integers_and_codes_in_range():
 
 
 def test_fused_fake_quant_equals_act_quantizer():
-    for zp in (0.3, -5.0):  # inside and outside the code range (fused / spelled-out path)
+    for zp in (0.3, -5.0):  # inside and outside the code range
         q = ActQuantizer(4, 4, per_channel=True, ch_axis=1)
         x = torch.randn(64, 4, 8, 8)
         q(x)

@@ -12,8 +12,8 @@ to float summation order. b-bit weights (b <= 8) are int8 integers in [-2^(b-1),
 
 Code mapping (LSQ+, spec section 5): code `c = clamp(round(x/a + zr), Qn, Qp)`, value
 `(c - zr) * a`. The kernel gets `u = c - Qn` in [0, 2^b - 1] (uint8) and zero point `zr - Qn`.
-The remaining fake quantizers (TSAB q/k/v/softmax, per head) are swapped for one fused
-`torch.fake_quantize_per_channel_affine` call with the same result.
+The remaining fake quantizers (TSAB q/k/v/softmax, per head) stay float fake quantizers, done
+in place (`FusedFakeQuant`, `Int8TSAB`) with the same arithmetic.
 """
 
 from __future__ import annotations
@@ -162,31 +162,82 @@ class Int8Linear(_Int8Base):
 
 
 class FusedFakeQuant(nn.Module):
-    """An ActQuantizer frozen for inference: the same values in one fused torch kernel."""
+    """An ActQuantizer frozen for inference: the same float ops, done in place on one buffer.
+
+    Why not torch.fake_quantize_per_channel_affine: on the strided per-head q/k/v tensors it
+    measured 5-10x slower than this chain (docs/int8.md), and it rejects zero points outside
+    the code range, which LSQ+ allows.
+    """
 
     def __init__(self, act: ActQuantizer):
         super().__init__()
         step, zp, self.qmin, self.qmax = act.quant_params()
         self.ch_axis = act.ch_axis
         self.register_buffer("scale", step.float().reshape(-1))
-        self.register_buffer("zero_point", zp.to(torch.int32).reshape(-1))
-        # torch's fused op insists on qmin <= zero point <= qmax; otherwise spell it out
-        self.fused = bool(((self.zero_point >= self.qmin) & (self.zero_point <= self.qmax)).all())
+        self.register_buffer("zero_point", zp.float().reshape(-1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        per_tensor = self.scale.numel() == 1
-        if self.fused and per_tensor:
-            return torch.fake_quantize_per_tensor_affine(
-                x, float(self.scale), int(self.zero_point), self.qmin, self.qmax)
-        if self.fused:
-            return torch.fake_quantize_per_channel_affine(
-                x, self.scale, self.zero_point, self.ch_axis % x.ndim, self.qmin, self.qmax)
         shape = [1] * x.ndim
-        if not per_tensor:
+        if self.scale.numel() > 1:
             shape[self.ch_axis] = -1
-        a, zr = self.scale.reshape(shape), self.zero_point.float().reshape(shape)
-        return (x / a).add_(zr).round_().clamp_(self.qmin, self.qmax).sub_(zr).mul_(a)
+        a, zr = self.scale.reshape(shape), self.zero_point.reshape(shape)
+        # same expression as lsq.fake_quant_act: (round(clamp(x / a + zr)) - zr) * a
+        return torch.div(x.float(), a).add_(zr).clamp_(self.qmin, self.qmax).round_().sub_(zr).mul_(a)
+
+
+class Int8TSAB(nn.Module):
+    """Temporal self-attention of a converted Q-SCI block, with fewer passes over memory.
+
+    Same arithmetic as qsci.models.blocks.TSAB (quantized): the per-head q/k shifts and the
+    q/k/v fake quantizers are applied per column of the 2-D qkv output in place (one buffer
+    instead of three strided copies), and softmax over the 8 frames is spelled out in place
+    (torch's softmax over a last axis of 8 was 5x slower here).
+    """
+
+    def __init__(self, tsab: nn.Module):
+        super().__init__()
+        self.heads, self.inner, self.scale = tsab.heads, tsab.inner, tsab.scale
+        self.qkv, self.proj = tsab.qkv, tsab.proj
+        d = self.inner // self.heads
+        acts = [ActQuantizerParams(getattr(tsab, n), self.heads) for n in ("q_act", "k_act", "v_act")]
+        shift = torch.cat([tsab.moveq.bias.detach().reshape(-1), tsab.movek.bias.detach().reshape(-1),
+                           torch.zeros(self.heads)])  # per (part, head)
+        cols = lambda v: v.reshape(3 * self.heads, 1).expand(-1, d).reshape(-1)  # noqa: E731
+        self.register_buffer("shift", cols(shift))
+        self.register_buffer("a", cols(torch.cat([p.scale for p in acts])))
+        self.register_buffer("zr", cols(torch.cat([p.zero_point for p in acts])))
+        self.register_buffer("lo", cols(torch.cat([p.lo for p in acts])))
+        self.register_buffer("hi", cols(torch.cat([p.hi for p in acts])))
+        self.attn_act = FusedFakeQuant(tsab.attn_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, g, T, H, W)
+        b, g, t, h, w = x.shape
+        tokens = x.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, g)  # (N, T, g)
+        n, d = tokens.shape[0], self.inner // self.heads
+        qkv = self.qkv(tokens).reshape(n * t, 3 * self.inner)  # (N*T, 3*inner), fresh buffer
+        # q + shift, then lsq.fake_quant_act per head: (round(clamp(v / a + zr)) - zr) * a
+        qkv.add_(self.shift).div_(self.a).add_(self.zr).clamp_(self.lo, self.hi).round_()
+        qkv.sub_(self.zr).mul_(self.a)
+        qkv = qkv.reshape(n, t, 3, self.heads, d).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (N, heads, T, d)
+        attn = torch.matmul(q, k.transpose(-2, -1)).mul_(self.scale)  # (N, heads, T, T)
+        attn = attn.sub_(attn.amax(dim=-1, keepdim=True)).exp_()
+        attn = self.attn_act(attn.div_(attn.sum(dim=-1, keepdim=True)))
+        out = torch.matmul(attn, v).transpose(1, 2).reshape(n, t, self.inner)  # (N, T, g/2)
+        out = self.proj(out)  # (N, T, g)
+        return out.reshape(b, h, w, t, g).permute(0, 4, 3, 1, 2)
+
+
+class ActQuantizerParams:
+    """Per-channel (step, integer zero point, low, high code) of an ActQuantizer, as float vectors."""
+
+    def __init__(self, act: ActQuantizer, n: int):
+        if float(act.init_state) == 0:
+            raise QSCIError("attention quantizer step is not initialised (calibrate or load weights first)")
+        step, zp, qmin, qmax = act.quant_params()
+        self.scale = step.float().reshape(-1).expand(n).clone()
+        self.zero_point = zp.float().reshape(-1).expand(n).clone()
+        self.lo, self.hi = torch.full((n,), float(qmin)), torch.full((n,), float(qmax))
 
 
 def convert_to_int8(model: nn.Module, kernel: str = "auto", inplace: bool = False) -> nn.Module:
@@ -214,12 +265,23 @@ def _replace_children(parent: nn.Module, prefix: str, kernel: str) -> None:
             setattr(parent, child_name, Int8Conv3d(child, full, kernel))
         elif isinstance(child, QLinear):
             setattr(parent, child_name, Int8Linear(child, full, kernel))
+        elif _is_quantized_tsab(child):
+            fast = Int8TSAB(child)  # takes the float quantizers first, then its linears convert
+            _replace_children(fast, full + ".", kernel)
+            setattr(parent, child_name, fast)
         elif isinstance(child, ActQuantizer):
             if float(child.init_state) == 0:
                 raise QSCIError(f"{full}: quantizer step is not initialised")
             setattr(parent, child_name, FusedFakeQuant(child))
         else:
             _replace_children(child, full + ".", kernel)
+
+
+def _is_quantized_tsab(module: nn.Module) -> bool:
+    from qsci.models.blocks import TSAB  # layer-2 sibling; only its attribute layout is used
+
+    return isinstance(module, TSAB) and bool(getattr(module, "quantized", False)) \
+        and all(a.alpha.numel() in (1, module.heads) for a in (module.q_act, module.k_act, module.v_act))
 
 
 def int8_layers(model: nn.Module) -> list[nn.Module]:
