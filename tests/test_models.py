@@ -44,9 +44,9 @@ def test_registry_names_and_overrides():
 def test_every_model_forward_backward(name):
     torch.manual_seed(0)
     model = create_model(name, **TINY)
-    x = torch.rand(2, 1, 3, 6, 10)  # any T, any even H, W
+    x = torch.rand(1, 1, 3, 4, 6)  # any T, any even H, W
     y = model(x)
-    assert y.shape == (2, 3, 6, 10) and torch.isfinite(y).all()
+    assert y.shape == (1, 3, 4, 6) and torch.isfinite(y).all()
     y.square().mean().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
