@@ -20,11 +20,11 @@ if not Path(CHROMIUM).is_file():
     pytest.skip(f"no chromium at {CHROMIUM} (set QSCI_CHROMIUM)", allow_module_level=True)
 
 
-def _two_networks() -> list[str]:
+def _two_networks(monkeypatch) -> list[str]:
     """Two bit widths of the smallest network the app offers (trained ones first)."""
-    os.environ.setdefault("QSCI_APP_SHOW_UNTRAINED", "1")
-    from ui.handlers import method_choices
+    from ui.handlers import SHOW_UNTRAINED_ENV, method_choices
 
+    monkeypatch.setenv(SHOW_UNTRAINED_ENV, "1")  # as the test server sees it
     choices, _, _ = method_choices()
     nets = [(("untrained" in label), {"t": 0, "s": 1, "b": 2}.get(v.split("-")[1], 3) if v.count("-") >= 2 else 3, v)
             for label, v in choices if v != "gap-tv"]
@@ -43,8 +43,8 @@ def app_url(tmp_path_factory):
         yield url
 
 
-def test_scene_two_methods_end_to_end(app_url):
-    methods = _two_networks()
+def test_scene_two_methods_end_to_end(app_url, monkeypatch):
+    methods = _two_networks(monkeypatch)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -76,6 +76,9 @@ def test_scene_two_methods_end_to_end(app_url):
             number.fill("5")
             number.press("Enter")
             expect(page.locator("#recon-view")).to_contain_text("frame 5", timeout=30_000)
+
+            page.get_by_role("button", name=re.compile("^Videos")).click()
+            expect(page.locator("#videos video")).to_have_count(4, timeout=30_000)  # truth + 3 methods
 
             page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
         finally:
