@@ -315,9 +315,48 @@ def _tiff_damage():
         logger.removeHandler(handler)
 
 
+def _check_tiff_chain(ctx: _Ctx, path: Path) -> None:
+    """Follow the page (IFD) chain ourselves first: tifffile detects loops only at page 100 and
+    otherwise walks a circular chain forever, growing memory (found with a 150-page loop)."""
+    import struct
+
+    max_pages = 4 * ctx.limits.max_scene_frames
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+        order = {b"II": "<", b"MM": ">"}.get(head[:2])
+        if order is None or len(head) < 16:
+            return  # not a TIFF header: tifffile answers with a clean error
+        version = struct.unpack_from(order + "H", head, 2)[0]
+        if version == 42:
+            count_fmt, off_fmt, entry, offset = "H", "I", 12, struct.unpack_from(order + "I", head, 4)[0]
+        elif version == 43:
+            count_fmt, off_fmt, entry, offset = "Q", "Q", 20, struct.unpack_from(order + "Q", head, 8)[0]
+        else:
+            return
+        seen: set[int] = set()
+        while offset:
+            if offset in seen:
+                raise _named(ctx, path, f"TIFF is damaged (page chain loops back to byte {offset})")
+            if len(seen) >= max_pages:
+                raise _named(ctx, path, f"TIFF has more than {max_pages} pages, the limit")
+            seen.add(offset)
+            fh.seek(offset)
+            raw = fh.read(struct.calcsize(count_fmt))
+            if offset + len(raw) > size or len(raw) < struct.calcsize(count_fmt):
+                raise _named(ctx, path, f"TIFF is truncated or damaged (page at byte {offset} is missing)")
+            count = struct.unpack(order + count_fmt, raw)[0]
+            fh.seek(offset + len(raw) + count * entry)
+            raw = fh.read(struct.calcsize(off_fmt))
+            if len(raw) < struct.calcsize(off_fmt):
+                raise _named(ctx, path, f"TIFF is truncated or damaged (page at byte {offset} is cut off)")
+            offset = struct.unpack(order + off_fmt, raw)[0]
+
+
 def _read_tiff(ctx: _Ctx, path: Path, already: int) -> list[np.ndarray]:
     import tifffile
 
+    _check_tiff_chain(ctx, path)
     try:
         with _tiff_damage() as damage, tifffile.TiffFile(path) as tif:
             len(tif.pages)  # walk the whole IFD chain now, so a broken link is reported below
