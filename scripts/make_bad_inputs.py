@@ -109,6 +109,21 @@ def tiff_bomb(path: Path, width: int, height: int) -> None:
     path.write_bytes(body + b"\0" * 8)
 
 
+def tiff_loop(path: Path, pages: int) -> None:
+    """1x1 pages whose IFD chain loops back to the first: tifffile walked it forever (memory grew)."""
+    tags = [(256, 4, 1), (257, 4, 1), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8), (277, 3, 1),
+            (278, 4, 1), (279, 4, 1)]
+    ifd_size, first = 2 + 12 * len(tags) + 4, 16
+    body = bytearray(struct.pack("<2sHI", b"II", 42, first) + b"\0" * 8)
+    for i in range(pages):
+        body += struct.pack("<H", len(tags))
+        for tag, typ, value in tags:
+            body += struct.pack("<HHI", tag, typ, 1)
+            body += struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value)
+        body += struct.pack("<I", first + (i + 1) % pages * ifd_size)
+    path.write_bytes(bytes(body))
+
+
 def mat5_huge_dims(path: Path, key: str, rows: int, cols: int) -> None:
     """A v5 .mat whose one (uncompressed) variable declares rows x cols; only 4 values follow."""
     save_mat5(path, {key: np.ones((2, 2))}, do_compression=False)
@@ -250,7 +265,7 @@ def build(out: Path = OUT) -> list[dict]:
     c.p("text.png").write_text("this is not an image\n")
     c.add("text-png", "text file named .png", "not a readable image", mask="text.png")
     c.p("text.tif").write_bytes(b"II*\0" + b"garbage" * 8)
-    c.add("garbage-tif", "TIFF magic followed by garbage", "not a readable TIFF", mask="text.tif")
+    c.add("garbage-tif", "TIFF magic followed by garbage", "TIFF is truncated or damaged", mask="text.tif")
     c.p("text.mp4").write_text("not a video at all\n" * 4)
     c.add("text-mp4-gt", "text file named .mp4 as ground truth", "cannot open the video", gt="text.mp4")
     save_video(c.p("meas_video.mp4"), (gt * 255).astype(np.uint8))
@@ -340,6 +355,8 @@ def build(out: Path = OUT) -> list[dict]:
     c.add("bomb-png", "PNG declaring 100000x100000 pixels", "exceeds the 2048x2048 limit", meas="bomb.png")
     tiff_bomb(c.p("bomb.tif"), 60000, 60000)
     c.add("bomb-tif", "TIFF declaring 60000x60000 pixels", "exceeds the 2048x2048 limit", mask="bomb.tif")
+    tiff_loop(c.p("loop.tif"), 150)
+    c.add("tif-loop", "TIFF whose 150-page chain loops (hung tifffile)", "page chain loops", mask="loop.tif")
     h5_huge_shape(c.p("bomb_v73.mat"), "meas", (100000, 100000))
     c.add("bomb-h5", "v7.3 dataset of 100000x100000 with no data", "exceeds the 2048x2048 limit",
           meas="bomb_v73.mat")

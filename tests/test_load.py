@@ -93,3 +93,11 @@ def LT_CASES():  # noqa: N802 - the corpus table
     import json
 
     return json.loads((REPO / "tests" / "data" / "bad" / "cases.json").read_text())["cases"]
+
+
+def test_queue_is_bounded_so_overload_is_refused_not_buffered():
+    import app as app_module
+
+    demo = app_module.build_demo()
+    assert 0 < demo._queue.max_size <= 64  # a full queue answers "queue is full" instead of growing
+    assert demo._queue.default_concurrency_limit == 1  # one CPU-bound reconstruction at a time
