@@ -77,8 +77,10 @@ class RssSampler(threading.Thread):
 def launched_app(log_path: Path, ready_timeout: float = 180.0, before_ready=None):
     """(process, url) of `python app.py` on a free loopback port; `before_ready()` runs while it starts."""
     port = free_port()
+    # QSCI_OFFLINE: the app must never reach beyond loopback during a load test
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               GRADIO_ANALYTICS_ENABLED="False", QSCI_APP_SHOW_UNTRAINED="1", OMP_NUM_THREADS="1")
+               GRADIO_ANALYTICS_ENABLED="False", QSCI_APP_SHOW_UNTRAINED="1", OMP_NUM_THREADS="1",
+               QSCI_OFFLINE="1")
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -187,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flood", type=int, default=0, help="submit this many jobs at once at the end (queue size 16)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    # the shared data folder (drop8 is one of the scenes), as in tests/conftest.py; never download
+    os.environ.setdefault("QSCI_DATA_DIR", str(REPO.parent / "shared" / "data"))
+    os.environ["QSCI_OFFLINE"] = "1"
 
     jobs = [(SCENES[i % len(SCENES)], "gap-tv") for i in range(args.sessions)]
     if args.network:
