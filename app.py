@@ -46,6 +46,7 @@ def build_demo():
                         scene = gr.Dropdown(scenes, value=scene_default, label="Scene",
                                             info="Embedded clips are always here; benchmark and real-camera "
                                                  "files are fetched on demand.", elem_id="scene")
+                        scene_note = gr.Markdown(handlers.scene_note(scene_default), elem_id="scene-note")
                         scene_which = gr.Radio(["all", "first only (quick)"], value="all",
                                                label="Measurements to reconstruct", elem_id="scene-which")
                         scene_btn = gr.Button("Reconstruct scene", variant="primary", elem_id="run-scene")
@@ -105,6 +106,8 @@ def build_demo():
         sim_evt = sim_btn.click(events.run_simulate, [sim_video, sim_clip, sim_mask, sim_seed, sim_cr, sim_noise, sim_size,
                                             methods], run_outputs, api_name="reconstruct_simulated",
                                   concurrency_id=HEAVY)
+        scene.change(events.describe_scene_choice, scene, scene_note, api_visibility="private",
+                     concurrency_limit=None, show_progress="hidden")
         gr.on([up_meas.change, up_mask.change, up_gt.change], events.inspect_upload, [up_meas, up_mask, up_gt],
               [up_info, up_index], api_name="inspect_upload", concurrency_limit=2, concurrency_id="inspect")
         stop_btn.click(events.stop_run, None, None, cancels=[scene_evt, up_evt, sim_evt], queue=False,

@@ -170,3 +170,15 @@ def test_demo_queues_every_reconstruction_in_one_group():
                          "reconstruct_upload")]
     assert {fns[n].concurrency_id for n in heavy} == {app.HEAVY}
     assert demo._queue.max_size == app.QUEUE_SIZE and demo._queue.default_concurrency_limit == app.CONCURRENCY
+
+
+def test_scene_note_says_whether_a_download_is_needed():
+    from qsci.scenes import list_scenes
+
+    scenes = list_scenes()
+    here = next(s for s in scenes if s.available)
+    assert "on disk" in handlers.scene_note(here.name)
+    missing = next((s for s in scenes if not s.available), None)
+    if missing is not None:
+        assert "downloaded when you press Reconstruct" in handlers.scene_note(missing.name)
+    assert handlers.scene_note("no-such-scene") == ""

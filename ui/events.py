@@ -108,6 +108,12 @@ def run_scene(scene_name: str, which: str, methods: list[str], request: gr.Reque
     return _run(scene, methods, progress, request)
 
 
+def describe_scene_choice(scene_name: str) -> str:
+    """Scene dropdown: say what the scene is and whether it will be fetched."""
+    with user_errors("look up the scene"):
+        return handlers.scene_note(scene_name)
+
+
 def inspect_upload(meas_file, mask_file, gt_file):
     """Show CR, size and axis order as soon as both files are there; offer measurement choice."""
     if not meas_file or not mask_file:

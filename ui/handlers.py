@@ -72,6 +72,17 @@ def scene_choices() -> tuple[list[tuple[str, str]], str | None]:
     return out, default
 
 
+def scene_note(name: str | None) -> str:
+    """One line under the scene dropdown: what the scene is and whether it needs a download."""
+    from qsci.scenes import list_scenes
+
+    info = next((s for s in list_scenes() if s.name == name), None)
+    if info is None:
+        return ""
+    where = "on disk" if info.available else "not on disk: downloaded when you press Reconstruct (needs internet)"
+    return f"{info.description} — {where}"
+
+
 def _show_untrained() -> bool:
     return os.environ.get(SHOW_UNTRAINED_ENV, "").strip().lower() in ("1", "true", "yes")
 
