@@ -43,7 +43,8 @@ def _scatter(points: list[Point], name: str, symbol: str, color: str, x_fmt: str
     )
 
 
-def _layout(fig: go.Figure, title: str, x_title: str, log_x: bool, empty: bool, ys: list[float] = ()) -> go.Figure:
+def _layout(fig: go.Figure, title: str, x_title: str, log_x: bool, empty: bool, ys: list[float] = (),
+            xs: list[float] = ()) -> go.Figure:
     fig.update_layout(
         title={"text": title, "x": 0.01},
         xaxis={"title": x_title, "type": "log" if log_x else "linear"},
@@ -54,7 +55,10 @@ def _layout(fig: go.Figure, title: str, x_title: str, log_x: bool, empty: bool, 
         template="plotly_white",
     )
     if ys:  # room above and below for the text labels
-        fig.update_yaxes(range=[min(ys) - 2.5, max(ys) + 2.5])
+        fig.update_yaxes(range=[min(ys) - 3.0, max(ys) + 4.0])
+    if xs and log_x:  # half a decade either side so labels at the ends stay readable
+        lo, hi = math.log10(min(xs)), math.log10(max(xs))
+        fig.update_xaxes(range=[lo - 0.5, hi + 0.5])
     if empty:
         fig.add_annotation(text="no points to show yet", showarrow=False, x=0.5, y=0.5,
                            xref="paper", yref="paper")
@@ -84,7 +88,7 @@ def psnr_vs_ops(
     if ours:
         fig.add_trace(_scatter(ours, MEASURED_NAME, "circle", "#1f77b4", ".4g"))
     ys = [p[2] for p in ours + paper] + [float(y) for _, y in lines if y is not None and math.isfinite(y)]
-    return _layout(fig, "PSNR vs compute", x_title, True, not (ours or paper), ys)
+    return _layout(fig, "PSNR vs compute", x_title, True, not (ours or paper), ys, [p[1] for p in ours + paper])
 
 
 def psnr_vs_latency(measured: Iterable[Point]) -> go.Figure:
@@ -94,4 +98,4 @@ def psnr_vs_latency(measured: Iterable[Point]) -> go.Figure:
     if ours:
         fig.add_trace(_scatter(ours, MEASURED_NAME, "circle", "#d62728", ".3g"))
     return _layout(fig, "PSNR vs measured latency", "seconds per measurement (this machine, log scale)", True, not ours,
-                   [p[2] for p in ours])
+                   [p[2] for p in ours], [p[1] for p in ours])
