@@ -21,17 +21,20 @@ if not Path(CHROMIUM).is_file():
 
 
 def _two_networks(monkeypatch) -> list[str]:
-    """Two bit widths of the smallest network the app offers (trained ones first)."""
+    """Two bit widths of the smallest network the app offers (trained ones preferred)."""
     from ui.handlers import SHOW_UNTRAINED_ENV, method_choices
 
     monkeypatch.setenv(SHOW_UNTRAINED_ENV, "1")  # as the test server sees it
     choices, _, _ = method_choices()
-    nets = [(("untrained" in label), {"t": 0, "s": 1, "b": 2}.get(v.split("-")[1], 3) if v.count("-") >= 2 else 3, v)
-            for label, v in choices if v != "gap-tv"]
-    nets.sort()
-    best = [v for _, _, v in nets if v.split("-")[:2] == nets[0][2].split("-")[:2]] if nets else []
-    picked = [n for n in best if n.endswith("2bit")] + [n for n in best if n.endswith("8bit")]
-    picked = picked or best
+    # smallest preset first (test time); within it, trained weights if there are two
+    size = {"t": 0, "s": 1, "b": 2}
+    nets = sorted((size.get((v.split("-") + ["", ""])[1], 3), "untrained" in label, v)
+                  for label, v in choices if v != "gap-tv")
+    family = nets[0][2].split("-")[:2] if nets else []
+    same = [(untrained, v) for _, untrained, v in nets if v.split("-")[:2] == family]
+    trained = [v for untrained, v in same if not untrained]
+    pool = trained if len(trained) >= 2 else [v for _, v in same]
+    picked = sorted(pool, key=lambda v: (not v.endswith("2bit"), not v.endswith("8bit"), v))
     if len(picked) < 2:
         pytest.skip(f"need two networks to compare, the app offers {[v for _, v in choices]}")
     return picked[:2]
