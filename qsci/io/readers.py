@@ -113,7 +113,10 @@ def read_measurement(
     """
     stack, where = _load(path, "measurement", limits)
     check_values(where, stack.data, "measurement")
-    data = stack.data.astype(np.float32)
+    with np.errstate(over="ignore"):
+        data = stack.data.astype(np.float32)
+    if stack.data.dtype.itemsize > 4 and not np.isfinite(data).all():  # float64 beyond float32's range (fuzzing)
+        raise InputFileError(where, f"measurement values exceed the float32 range (max {float(stack.data.max()):g})")
     if real_scaling:
         if cr is None or cr < 1:
             raise InputFileError(where, "real_scaling needs the compression ratio: pass cr (the mask's T)")
