@@ -312,6 +312,9 @@ def build(out: Path = OUT) -> list[dict]:
     bad[0, 3, 4] = np.nan
     np.save(c.p("nan_meas.npy"), bad)
     c.add("nan-meas", "NaN in the measurement", "NaN or Inf", meas="nan_meas.npy")
+    np.save(c.p("overflow_meas.npy"), meas.astype(np.float64) * 1e38)
+    c.add("meas-float32-overflow", "float64 values beyond float32 (became Inf; found by fuzzing)",
+          "exceed the float32 range", meas="overflow_meas.npy")
     inf_mask = matlab_mask.copy()
     inf_mask[0, 0, 0] = np.inf
     save_mat73(c.p("inf_mask_v73.mat"), {"mask": inf_mask})
