@@ -101,3 +101,31 @@ def test_queue_is_bounded_so_overload_is_refused_not_buffered():
     demo = app_module.build_demo()
     assert 0 < demo._queue.max_size <= 64  # a full queue answers "queue is full" instead of growing
     assert demo._queue.default_concurrency_limit == 1  # one CPU-bound reconstruction at a time
+
+
+def test_stop_ends_a_running_reconstruction_at_its_next_step():
+    """The Stop button's flag (per session) is checked at every progress step: later methods never start."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    gr = pytest.importorskip("gradio")
+    from ui import events
+
+    request = SimpleNamespace(session_hash="load-test-stop")
+    seen: list[str] = []
+    stop_at = threading.Event()
+
+    def progress(fraction, desc=""):
+        seen.append(desc)
+        if "gap-tv" in desc and "iteration" in desc and not stop_at.is_set():
+            stop_at.set()
+            events._stop_flag(request).set()  # what the Stop button's handler does
+
+    start = time.perf_counter()
+    with pytest.raises(gr.Error) as err:
+        events.run_simulate(None, LT.SCENES[4], "random", 0, 8, 0.0, 64, ["gap-tv", "qsci-t-fp32", "qsci-t-8bit"],
+                            request, progress=progress)
+    assert "stopped" in str(err.value.message)
+    assert stop_at.is_set() and not any("qsci-t" in s for s in seen), seen
+    assert time.perf_counter() - start < 60
