@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -441,13 +442,35 @@ def image_files_in(folder: Path) -> list[Path]:
 # ---- video ------------------------------------------------------------------------------------
 
 
+_CV2_LOG_LOCK = threading.Lock()
+
+
+@contextmanager
+def _cv2_quiet(cv2):
+    log = cv2.utils.logging
+    with _CV2_LOG_LOCK:
+        old = log.getLogLevel()
+        log.setLogLevel(log.LOG_LEVEL_SILENT)
+        try:
+            yield
+        finally:
+            log.setLogLevel(old)
+
+
 def load_video(ctx: _Ctx) -> Stack:
     # FFmpeg prints its own complaints about damaged files straight to stderr, which breaks the
     # one-line error promise of the CLI; quiet it (read once, at OpenCV's first FFmpeg use).
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     import cv2
 
-    cap = cv2.VideoCapture(str(ctx.path))
+    # FFmpeg only: OpenCV's fallback backends would read the file as an image (sequence), and they
+    # log to stderr; OpenCV's own logging is silenced while the file is read (found by fuzzing).
+    with _cv2_quiet(cv2):
+        return _read_video(ctx, cv2)
+
+
+def _read_video(ctx: _Ctx, cv2) -> Stack:
+    cap = cv2.VideoCapture(str(ctx.path), cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
             raise ctx.fail("cannot open the video (not a video file or unsupported codec)")
