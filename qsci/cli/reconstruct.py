@@ -16,11 +16,11 @@ def add_arguments(p):
     p.add_argument("--real-scaling", action="store_true", help="apply the real-data scaling meas/255*CR/2")
 
 
-def run(args) -> int:
+def _read_inputs(args):
+    """(measurement, mask, ground truth or None), validated; raises QSCIError with one line."""
     from pathlib import Path
 
     from qsci import data, io
-    from qsci.cli._common import stderr_progress
 
     if Path(args.mask).suffix:
         mask = io.read_mask(args.mask)
@@ -34,6 +34,19 @@ def run(args) -> int:
         from qsci.scenes import ground_truth_for
 
         gt = ground_truth_for(args.gt, m.data.shape[0], mask)
+    return m, mask, gt
+
+
+def run(args) -> int:
+    import warnings
+    from pathlib import Path
+
+    from qsci import io
+    from qsci.cli._common import stderr_progress
+
+    with warnings.catch_warnings():  # readers' complaints about damaged files end as one error line
+        warnings.simplefilter("ignore")
+        m, mask, gt = _read_inputs(args)
     from qsci.engine import reconstruct  # torch: only once the inputs are known to be good
 
     res = reconstruct(m.data, mask, args.model, gt=gt, backend=args.backend, progress=stderr_progress,
