@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,14 +53,37 @@ def no_hang(seconds: int = 10):
         signal.signal(signal.SIGALRM, old)
 
 
+@contextmanager
+def stderr_text():
+    """Everything written to file descriptor 2 meanwhile (C libraries, logging): the CLI's stderr
+    must hold only its own one-line error, so readers must stay silent."""
+    import tempfile
+
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        got: list[str] = []
+        try:
+            yield got
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            got.append(sink.read().decode(errors="replace"))
+
+
 def check_read(path, role: str) -> np.ndarray | None:
-    """Read `path` as `role`: a contract-keeping array, or None after a one-line QSCIError."""
+    """Read `path` as `role`: a contract-keeping array, or None after a one-line QSCIError; silently."""
     try:
-        with no_hang():
+        with stderr_text() as noise, no_hang():
             out = READERS[role](path)
     except QSCIError as exc:
         assert "\n" not in str(exc) and str(exc).strip(), repr(str(exc))
+        assert not noise[0].strip(), f"reader wrote to stderr: {noise[0][:300]!r}"
         return None
+    assert not noise[0].strip(), f"reader wrote to stderr: {noise[0][:300]!r}"
     data = out if isinstance(out, np.ndarray) else out.data
     assert data.dtype == np.float32 and data.ndim == 3 and data.size > 0
     assert np.isfinite(data).all() and data.min() >= 0
