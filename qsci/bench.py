@@ -225,3 +225,61 @@ def int8_agreement(model: nn.Module, scenes: Iterable = ("drop8", "runner8", "tr
     mean_i8 = float(np.mean([s["int8"] for s in per_scene.values()]))
     return {"scenes": per_scene, "fakequant_psnr": mean_fq, "int8_psnr": mean_i8,
             "diff_db": mean_i8 - mean_fq, "ok": abs(mean_i8 - mean_fq) <= max_diff_db}
+
+
+def kernel_microbench(cin: int = 64, cout: int = 64, size: tuple[int, int, int] = (8, 128, 128),
+                      threads: int = 2, repeats: int = 5) -> dict[str, float]:
+    """Median ms of one 3x3x3 Conv3d on (1, cin, T, H, W) per route (why int8 uses oneDNN ops).
+
+    fp32 / bf16 (plain and channels_last_3d), torch.ao quantized Conv3d per engine (quint8 in
+    and out, op only), and the oneDNN u8 x s8 -> fp32 op used by Int8Conv3d (quantize included).
+    """
+    import warnings
+
+    import torch.ao.nn.quantized as nnq
+
+    from qsci.quant.intkernels import onednn_available, quantize_codes
+
+    tune_allocator()
+    torch.set_num_threads(threads)
+    cl = torch.channels_last_3d
+    x = torch.randn(1, cin, *size)
+    conv = nn.Conv3d(cin, cout, 3, padding=1)
+    ms = lambda fn: 1000 * statistics.median(time_runs(fn, repeats, 1))  # noqa: E731
+    out: dict[str, float] = {}
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["fp32"] = ms(lambda: conv(x))
+        conv_cl, x_cl = conv.to(memory_format=cl), x.contiguous(memory_format=cl)
+        out["fp32-cl"] = ms(lambda: conv_cl(x_cl))
+        conv_b, x_b = nn.Conv3d(cin, cout, 3, padding=1).to(torch.bfloat16), x.to(torch.bfloat16)
+        out["bf16"] = ms(lambda: conv_b(x_b))
+        conv_bc, x_bc = conv_b.to(memory_format=cl), x_b.contiguous(memory_format=cl)
+        out["bf16-cl"] = ms(lambda: conv_bc(x_bc))
+        w_scale = conv.weight.detach().abs().amax(dim=(1, 2, 3, 4)) / 7  # a 4-bit weight grid
+        w_int = (conv.weight.detach() / w_scale[:, None, None, None, None]).round().clamp(-8, 7)
+        xq = torch.quantize_per_tensor(x_cl, 0.03, 128, torch.quint8)
+        for engine in torch.backends.quantized.supported_engines:
+            if engine == "none":
+                continue
+            torch.backends.quantized.engine = engine
+            q = nnq.Conv3d(cin, cout, 3, padding=1)
+            wq = torch.quantize_per_channel(w_int * w_scale[:, None, None, None, None], w_scale.double(),
+                                            torch.zeros(cout, dtype=torch.long), 0, torch.qint8)
+            q.set_weight_bias(wq, conv.bias.detach())
+            q.scale, q.zero_point = 0.05, 128
+            try:
+                out[f"ao-{engine}-cl"] = ms(lambda: q(xq))
+            except RuntimeError:
+                pass
+        if onednn_available():
+            ws, zp = w_scale.float(), torch.zeros(cout, dtype=torch.long)
+            packed = torch.ops.onednn.qconv_prepack(w_int.to(torch.int8), ws, 0.03, 128, [1] * 3, [1] * 3,
+                                                    [1] * 3, 1, None)
+
+            def u8s8():
+                u = quantize_codes(x_cl, 0.03, 128, 15)
+                return torch.ops.onednn.qconv3d_pointwise(u, 0.03, 128, packed, ws, zp, conv.bias, [1] * 3,
+                                                          [1] * 3, [1] * 3, 1, 1.0, 0, torch.float32, "none", [], "")
+            out["onednn-u8s8-fp32out-cl (incl. quantize)"] = ms(u8s8)
+    return {k: round(v, 2) for k, v in out.items()}
