@@ -14,6 +14,7 @@ cost 5-10x on some layers, see docs/int8.md) and denormals are flushed to zero.
 from __future__ import annotations
 
 import ctypes
+import os
 import resource
 import statistics
 import sys
@@ -175,7 +176,8 @@ def benchmark(name: str, backend: str = "fp32", threads: int = 2, size: tuple[in
         torch.set_flush_denormal(False)  # torch's default; other code in this process expects it
     return {"model": name, "backend": used, "median_s": statistics.median(times),
             "times_s": [round(t, 4) for t in times], "peak_rss_mb": round(peak_rss_mb(), 1),
-            "weights": weights, "threads": threads, "size": list(size), "allocator_tuned": tuned}
+            "weights": weights, "threads": threads, "size": list(size), "allocator_tuned": tuned,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
 
 
 def _run(name: str, backend: str, size: tuple[int, int, int], repeats: int, warmup: int,

@@ -22,8 +22,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import os
+    import sys
     from pathlib import Path
 
+    # OpenMP threads that sleep instead of spinning while they wait: on a shared machine a
+    # spinning team waits for descheduled threads at every op (5-10x slower, docs/int8.md).
+    # libgomp reads this when torch loads, so it only takes effect if torch is not loaded yet.
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from qsci.bench import benchmark, parse_size
 
     result = benchmark(args.model, args.backend, threads=args.threads, size=parse_size(args.size),
