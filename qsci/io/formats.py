@@ -26,6 +26,11 @@ from qsci.errors import InputFileError
 from qsci.io.limits import Limits
 from qsci.io.validate import check_declared_shape, check_dtype, check_file, one_line
 
+# FFmpeg prints its complaints about damaged videos straight to stderr, which breaks the CLI's
+# one-line error promise. OpenCV reads this once, at its first FFmpeg use anywhere in the process
+# (a VideoWriter counts), so it is set when qsci.io is imported; an explicit user value wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 MAT_EXTS = {".mat"}
 NUMPY_EXTS = {".npy", ".npz"}
 TIFF_EXTS = {".tif", ".tiff"}
@@ -458,9 +463,6 @@ def _cv2_quiet(cv2):
 
 
 def load_video(ctx: _Ctx) -> Stack:
-    # FFmpeg prints its own complaints about damaged files straight to stderr, which breaks the
-    # one-line error promise of the CLI; quiet it (read once, at OpenCV's first FFmpeg use).
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     import cv2
 
     # FFmpeg only: OpenCV's fallback backends would read the file as an image (sequence), and they
