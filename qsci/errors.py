@@ -20,7 +20,9 @@ class InputFileError(QSCIError):
     def __init__(self, path: str | Path | None, problem: str):
         self.path = None if path is None else str(path)
         self.problem = problem
-        where = f"{Path(self.path).name}: " if self.path else ""
+        name = Path(self.path).name if self.path else ""
+        name = name if name.isprintable() else repr(name)[1:-1]  # keep the message on one line
+        where = f"{name}: " if name else ""
         super().__init__(f"{where}{problem}")
 
 

@@ -91,7 +91,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise InputFileError(path, f"not a loadable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise InputFileError(path, f"not a loadable weights-only checkpoint ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict):
         raise InputFileError(path, "checkpoint is not a dict")
     if "model_state_dict" not in ckpt:
