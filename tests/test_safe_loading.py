@@ -91,16 +91,12 @@ def test_every_checkpoint_loader_refuses_pickled_code(evil_files):
 def test_library_checkpoint_loaders_refuse_in_one_line(evil_files):
     _marker, files = evil_files
     for name, load in _loaders().items():
-        if name.startswith("training."):
-            continue  # see the xfail below
         for label, path in files.items():
             with pytest.raises(QSCIError) as err:
                 load(path)
             assert "\n" not in str(err.value), (name, label, str(err.value))
 
 
-@pytest.mark.xfail(reason="training.checkpointing.load_checkpoint passes torch's multi-line message through "
-                          "(which also suggests weights_only=False); requested in docs/requests-reliability.md")
 def test_training_checkpoint_loader_refuses_in_one_line(evil_files):
     from training.checkpointing import load_checkpoint
 
