@@ -15,7 +15,9 @@ KEYS = {"model", "backend", "median_s", "peak_rss_mb", "weights", "threads", "si
 
 
 @pytest.fixture(autouse=True)
-def _restore_threads():
+def _restore_threads(tmp_path, monkeypatch):
+    """Hermetic: no trained checkpoints (the zoo looks in QSCI_CHECKPOINTS), threads restored."""
+    monkeypatch.setenv("QSCI_CHECKPOINTS", str(tmp_path / "no-checkpoints"))
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
