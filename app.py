@@ -76,20 +76,22 @@ def build_demo():
                 stop_btn = gr.Button("Stop the running reconstruction", variant="stop", size="sm", elem_id="stop")
 
         scene_info = gr.Markdown(elem_id="scene-info")
-        inputs_view = gr.Gallery(label="Coded measurement and mask", columns=2, height=280,
-                                 object_fit="contain", format="png", elem_id="inputs-view")
+        inputs_view = gr.Gallery(label="Coded measurement and mask", columns=4, height="auto",
+                                 object_fit="contain", format="png", fit_columns=False, elem_id="inputs-view")
         frame = gr.Slider(0, 1, value=0, step=1, label="frame (all methods)", elem_id="frame")
         recon_view = gr.Gallery(label="Reconstructions (same frame)", columns=4, height="auto",
-                                object_fit="contain", format="png", elem_id="recon-view")
+                                object_fit="contain", format="png", fit_columns=False, elem_id="recon-view")
         error_view = gr.Gallery(label="Absolute error |reconstruction − ground truth| (0 … 0.2)", columns=4,
-                                height="auto", object_fit="contain", format="png", elem_id="error-view")
+                                height="auto", object_fit="contain", format="png", fit_columns=False,
+                                elem_id="error-view")
         summary = gr.Dataframe(headers=handlers.SUMMARY_HEADERS, label="Scores per method (mean over frames)",
                                interactive=False, elem_id="summary")
         with gr.Row():
             plot_ops = gr.Plot(label="PSNR vs compute", elem_id="plot-ops")
             plot_time = gr.Plot(label="PSNR vs latency", elem_id="plot-time")
         with gr.Accordion("Videos", open=False):
-            videos = gr.Gallery(label="Reconstructions as video", columns=4, height="auto", elem_id="videos")
+            videos = gr.Gallery(label="Reconstructions as video", columns=4, height="auto", fit_columns=False,
+                                elem_id="videos")
         with gr.Accordion("Per-frame scores", open=False):
             per_frame = gr.Dataframe(label="PSNR / SSIM per frame", interactive=False, elem_id="per-frame")
         with gr.Accordion("Downloads and JSON", open=False):

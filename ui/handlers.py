@@ -349,7 +349,7 @@ def frame_view(run: Run | None, index: float | int | None):
 def input_images(scene) -> list[tuple[np.ndarray, str]]:
     """The first coded measurement and the mask planes as pictures."""
     return [(views.measurement_image(scene.meas, 0), f"measurement 0 of {scene.meas.shape[0]}"),
-            (views.mask_mosaic(scene.mask), f"mask: first {min(8, scene.cr)} of {scene.cr} planes")]
+            (views.mask_mosaic(scene.mask, max_planes=4, cols=2), f"mask: first {min(4, scene.cr)} of {scene.cr} planes")]
 
 
 def _safe(name: str) -> str:
