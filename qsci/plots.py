@@ -58,6 +58,7 @@ def psnr_vs_bops_figure(manifest: dict, out: str | Path, gap_tv_psnr: float | No
     if gap_tv_psnr is not None:
         ax.axhline(gap_tv_psnr, color="tab:red", lw=1, ls=":", label=f"GAP-TV (measured) {gap_tv_psnr:.2f} dB")
     ax.set_xscale("log")
+    ax.margins(x=0.12)
     ax.set_xlabel("computation per 256x256x8 measurement (BOPs, log scale)")
     ax.set_ylabel("mean PSNR (dB)")
     ax.grid(True, which="both", alpha=0.3)

@@ -61,11 +61,16 @@ class NetworkRunner:
             from qsci.quant.intkernels import convert_to_int8
 
             model = convert_to_int8(model)
+        elif self.backend in ("fp32", "bf16"):
+            # oneDNN runs 3-D convolutions 2-4x faster in channels-last order (docs/int8.md)
+            model = model.to(memory_format=torch.channels_last_3d)
         self.model = model
 
     @torch.inference_mode()
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         """(1,1,T,H,W) -> (1,T,H,W) on this runner's backend."""
+        if self.backend in ("fp32", "bf16"):
+            x0 = x0.contiguous(memory_format=torch.channels_last_3d)
         if self.backend == "bf16":
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return self.model(x0).float()

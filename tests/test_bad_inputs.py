@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
+
+from deadlines import deadline
 
 import pytest
 
@@ -41,19 +41,9 @@ def _argv(case: dict, out: Path) -> list[str]:
     return argv + (["--gt", str(BAD / case["gt"])] if case["gt"] else [])
 
 
-@contextmanager
 def _deadline(seconds: int):
     """Fail (instead of hanging the suite) when an in-process call takes too long."""
-    def boom(*_):
-        raise TimeoutError(f"no answer within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+    return deadline(seconds, "in-process call")
 
 
 def _cli_message(case: dict, tmp_path: Path, capsys) -> str:

@@ -12,10 +12,11 @@ or `QSCI_FUZZ_EXAMPLES=N`; see docs/reliability.md for the last measured run.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+
+from deadlines import deadline
 
 import numpy as np
 import pytest
@@ -39,18 +40,8 @@ READERS = {"measurement": read_measurement, "mask": read_mask, "scene": read_sce
 EXTS = (".mat", ".npy", ".npz", ".png", ".tif", ".mp4")
 
 
-@contextmanager
 def no_hang(seconds: int = 10):
-    def boom(*_):
-        raise TimeoutError(f"reader did not answer within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+    return deadline(seconds, "reader")
 
 
 @contextmanager

@@ -221,7 +221,7 @@ class StreamSampler(Sampler):
 
 
 def _worker_init(_):
-    torch.set_num_threads(1)  # workers do numpy/OpenCV work; many torch threads only contend
+    # torch already runs workers with one thread; OpenCV too, since many threads only contend
     cv2.setNumThreads(1)
     # Ctrl-C or a scheduler's SIGTERM reaches the whole process group; the workers must outlive
     # it so the main process can finish its step and save (it shuts them down afterwards).
@@ -247,4 +247,7 @@ def make_loader(cfg, rank: int, start_step: int, pin_memory: bool) -> DataLoader
         persistent_workers=workers > 0,
         prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
         worker_init_fn=_worker_init if workers > 0 else None,
+        # fresh interpreters, not forks: a fork of a process whose OpenMP pool is running can
+        # deadlock inside the child (seen in the full test suite)
+        multiprocessing_context="spawn" if workers > 0 else None,
     )

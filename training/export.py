@@ -67,7 +67,16 @@ def _training_minutes(run: Path) -> float:
     return round(elapsed / 60.0, 2)
 
 
-def pack(run: Path, name: str, command_file: Path | None, commit_file: Path | None) -> dict:
+def _run_samples(run: Path) -> int:
+    return int(torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True).get("samples", 0))
+
+
+def _run_steps(run: Path) -> int:
+    return int(torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True).get("step", 0))
+
+
+def pack(run: Path, name: str, command_file: Path | None, commit_file: Path | None,
+         earlier_runs: list[Path] = ()) -> dict:
     from qsci.models.checkpoints import load_model
     from qsci.quant.complexity import count
     from qsci.quant.packing import save_packed
@@ -91,9 +100,10 @@ def pack(run: Path, name: str, command_file: Path | None, commit_file: Path | No
         "bops": cx.bops,
         "theoretical_speedup": round(cx.theoretical_speedup, 3),
         "size_bytes": target.stat().st_size,
-        "samples_seen": int(ckpt.get("samples", 0)),
-        "steps": int(ckpt.get("step", 0)),
-        "training_minutes": _training_minutes(run),
+        # stages started with --init-from count from zero: add the earlier stages of this model
+        "samples_seen": int(ckpt.get("samples", 0)) + sum(_run_samples(r) for r in earlier_runs),
+        "steps": int(ckpt.get("step", 0)) + sum(_run_steps(r) for r in earlier_runs),
+        "training_minutes": round(_training_minutes(run) + sum(_training_minutes(r) for r in earlier_runs), 2),
         "hardware": _hardware(train_cfg.get("threads")),
         "init_from": train_cfg.get("init_from") or None,
         "git_commit": commit_file.read_text().strip() if commit_file else None,
@@ -142,6 +152,36 @@ def measure(names: list[str] | None) -> None:
         save_manifest(manifest)
 
 
+def markdown_table(manifest: dict) -> str:
+    """The README's zoo table, straight from the manifest (no number typed by hand)."""
+    from qsci.published import QSCI_PAPER, published_psnr
+
+    paper = {p.bits: p for p in QSCI_PAPER}
+    rows = ["| model | bits | params | size | BOPs (256x256x8) | samples seen | train min | Drop8 | Runner8 | Traffic | mean (Q-SCI mask) | mean (random mask) | paper (S preset, six-scene mean) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(sc):
+        return f"{sc['psnr']:.2f} / {sc['ssim']:.3f}"
+
+    gap = manifest.get("gap_tv")
+    if gap:
+        q, r = gap["quantized_sci"], gap["random"]
+        rows.append("| gap-tv | - | - | - | - | - | - | " + " | ".join(cell(q["scenes"][s]) for s in ("drop8", "runner8", "traffic"))
+                    + f" | **{cell(q['mean'])}** | {cell(r['mean'])} | {published_psnr('GAP-TV', ('drop8', 'runner8', 'traffic')):.2f} dB (published re-run, these 3 scenes) |")
+    for m in manifest["models"]:
+        q, r = m["metrics"].get("quantized_sci"), m["metrics"].get("random")
+        if not q or not r:
+            continue
+        p = paper.get(m["bits"])
+        rows.append(
+            f"| {m['name']} | {m['bits'] if m['bits'] < 32 else 'fp32'} | {m['params']:,} | {m['size_bytes'] / 1e6:.2f} MB | {m['bops'] / 1e12:.2f} T"
+            f" | {m['samples_seen']:,} | {m['training_minutes']:.0f} | "
+            + " | ".join(cell(q["scenes"][s]) for s in ("drop8", "runner8", "traffic"))
+            + f" | **{cell(q['mean'])}** | {cell(r['mean'])} | {p.psnr:.2f} dB / {p.ssim:.3f} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -150,12 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     pk.add_argument("--name", required=True)
     pk.add_argument("--command-file", type=Path, default=None)
     pk.add_argument("--commit-file", type=Path, default=None)
+    pk.add_argument("--earlier-run", type=Path, action="append", default=[], help="an earlier stage of the same model (adds its samples and minutes)")
     ms = sub.add_parser("measure", help="evaluate manifest models with the CLI and record the scores")
     ms.add_argument("--names", default="", help="comma-separated subset (default: all, plus gap-tv)")
+    sub.add_parser("table", help="print the README's zoo table (markdown) from the manifest")
     args = p.parse_args(argv)
     if args.cmd == "pack":
-        entry = pack(args.run, args.name, args.command_file, args.commit_file)
+        entry = pack(args.run, args.name, args.command_file, args.commit_file, args.earlier_run)
         print(json.dumps({k: entry[k] for k in ("name", "bits", "params", "bops", "size_bytes", "samples_seen")}))
+    elif args.cmd == "table":
+        print(markdown_table(load_manifest()))
     else:
         measure([n for n in args.names.split(",") if n] or None)
     return 0
