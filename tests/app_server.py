@@ -21,8 +21,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(log_path: Path, timeout_s: float = 120.0, **extra_env: str):
-    """Yield the base URL of a freshly started app; the process is killed afterwards."""
+def launched_app(log_path: Path, timeout_s: float = 120.0, before_ready=None, **extra_env: str):
+    """(process, base URL) of a freshly started app; `before_ready()` runs while it starts."""
     port = free_port()
     env = dict(os.environ,
                GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
@@ -33,6 +33,8 @@ def running_app(log_path: Path, timeout_s: float = 120.0, **extra_env: str):
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
+        if before_ready is not None:
+            before_ready()
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
@@ -46,12 +48,19 @@ def running_app(log_path: Path, timeout_s: float = 120.0, **extra_env: str):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"app did not answer within {timeout_s} s:\n{Path(log_path).read_text()[-3000:]}")
             time.sleep(0.25)
-        yield url
+        yield proc, url
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@contextmanager
+def running_app(log_path: Path, timeout_s: float = 120.0, **extra_env: str):
+    """Yield the base URL of a freshly started app; the process is killed afterwards."""
+    with launched_app(log_path, timeout_s, **extra_env) as (_proc, url):
+        yield url
