@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from qsci.errors import QSCIError
+from qsci.quant.complexity import parse_size  # noqa: F401  (re-exported: bench sizes parse like complexity sizes)
 
 BACKENDS = ("fp32", "bf16", "int8", "fakequant")
 DEFAULT_SIZE = (8, 256, 256)  # (T, H, W)
@@ -40,17 +41,6 @@ def tune_allocator() -> bool:
                    for opt, val in ((m_mmap_max, 0), (m_trim_threshold, 2**30), (m_arena_max, 1)))
     except (OSError, AttributeError):  # not glibc
         return False
-
-
-def parse_size(text: str) -> tuple[int, int, int]:
-    """'HxWxT' (e.g. 256x256x8) -> (T, H, W)."""
-    try:
-        h, w, t = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise QSCIError(f"size must look like 256x256x8 (height x width x frames), got {text!r}") from None
-    if min(h, w, t) < 1 or h % 2 or w % 2:
-        raise QSCIError(f"size {text!r}: all sizes must be positive and height/width even")
-    return t, h, w
 
 
 def peak_rss_mb() -> float:

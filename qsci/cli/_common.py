@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-from qsci.errors import QSCIError
 
 
 def emit_json(obj, out: str | None) -> None:
@@ -15,17 +14,6 @@ def emit_json(obj, out: str | None) -> None:
     print(text)
     if out:
         Path(out).write_text(text + "\n")
-
-
-def parse_size(text: str) -> tuple[int, int, int]:
-    """'256x256x8' (H x W x T) -> (T, H, W)."""
-    try:
-        h, w, t = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise QSCIError(f"size must look like 256x256x8 (H x W x T), got {text!r}") from None
-    if min(h, w, t) < 1:
-        raise QSCIError(f"size must be positive, got {text!r}")
-    return t, h, w
 
 
 def stderr_progress(fraction: float, message: str) -> None:

@@ -46,6 +46,8 @@ def parse_size(text: str) -> tuple[int, int, int]:
     if not m:
         raise QSCIError(f"size must look like HxWxT (e.g. 256x256x8), got {text!r}")
     h, w, t = (int(v) for v in m.groups())
+    if min(h, w, t) < 1 or h % 2 or w % 2:
+        raise QSCIError(f"size {text!r}: all sizes must be positive and height/width even")
     return t, h, w
 
 
