@@ -28,3 +28,14 @@ def data_dir() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Downloads in tests never touch the user's ~/.cache."""
     monkeypatch.setenv("QSCI_CACHE", str(tmp_path_factory.getbasetemp() / "qsci-cache"))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a shared machine: extra OpenMP threads only add barrier waits."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

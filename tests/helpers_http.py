@@ -21,19 +21,26 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve_folder(root: Path):
-    """Serve `root` over HTTP; yields (base_url, list of requested paths)."""
-    seen: list[str] = []
-    handler = type("Handler", (_QuietHandler,), {"requests_seen": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
+def serve(handler):
+    """Run a loopback HTTP server with `handler`; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def serve_folder(root: Path):
+    """Serve `root` over HTTP; yields (base_url, list of requested paths)."""
+    seen: list[str] = []
+    handler = type("Handler", (_QuietHandler,), {"requests_seen": seen})
+    with serve(functools.partial(handler, directory=str(root))) as url:
+        yield url, seen
 
 
 def closed_port() -> int:

@@ -19,13 +19,7 @@ TINY = dict(in_ch=4, units=1, per_channel_act=False)
 KERNELS = ["reference"] + (["onednn"] if onednn_available() else [])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared machine: 2 OpenMP threads only add barrier waits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _psnr_between(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -12,12 +12,7 @@ from qsci.quant.packing import (load_packed_model, pack_bits, pack_state_dict, r
                                 unpack_bits, unpack_into)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(tag: str, seed: int = 0, per_channel_act: bool = False) -> torch.nn.Module:

@@ -14,7 +14,6 @@ import contextlib
 import http.server
 import pickle
 import re
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 
 from qsci import data
 from qsci.errors import DataUnavailableError, QSCIError
+from helpers_http import serve
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -170,15 +170,8 @@ class _Lying(http.server.BaseHTTPRequestHandler):
 def lying_server(body: bytes, length: int | None):
     seen: list[str] = []
     handler = type("H", (_Lying,), {"body": body, "length": length, "seen": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve(handler) as url:
+        yield url, seen
 
 
 @pytest.fixture
