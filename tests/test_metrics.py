@@ -45,3 +45,18 @@ def test_frame_scores_flatten_leading_axes(pair):
     assert len(psnrs) == 3 and psnrs[0] == pytest.approx(psnr_frame(ref, rec)) and psnrs[1] == float("inf")
     with pytest.raises(ValueError, match="shape"):
         frame_scores(stack_ref, stack_rec[:, :2])
+
+
+def test_frame_scores_ssims_equal_independent_values(pair):
+    """Each per-frame SSIM equals scikit-image's MATLAB-form value (not a placeholder such as 1.0)."""
+    ref, rec = pair
+    noisier = np.clip(ref + 0.2 * np.random.default_rng(1).standard_normal(ref.shape), 0, 1)
+    refs = np.stack([ref, ref, ref])[None]  # (1, 3, H, W)
+    recs = np.stack([rec, ref, noisier])[None]
+    _, ssims = frame_scores(refs, recs)
+    expected = [structural_similarity(a * 255, b * 255, gaussian_weights=True, sigma=1.5,
+                                      use_sample_covariance=False, data_range=255)
+                for a, b in zip(refs[0], recs[0])]
+    assert len(ssims) == 3
+    assert ssims == pytest.approx(expected, abs=1e-10)
+    assert ssims[1] == pytest.approx(1.0) and ssims[2] < ssims[0] < 0.99
