@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,3 +135,34 @@ def test_own_checkpoint_roundtrip_and_cli(tmp_path, capsys):
     assert cli_main(["load-check", str(path)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["variant"] == "qsci-t-4bit" and out["ok"]
+
+
+def _own_file(tmp_path, name: str, edit) -> Path:
+    """A `save_model` file of a tiny 4-bit network whose state dict `edit` changes in place."""
+    model = create_model("qsci-t-4bit", units=1, per_channel_act=False)
+    path = save_model(tmp_path / name, model)
+    obj = torch.load(path, weights_only=True)
+    edit(obj["model_state_dict"])
+    torch.save(obj, path)
+    return path
+
+
+@pytest.mark.parametrize("name, edit, problem", [
+    ("missing.pth", lambda sd: sd.pop("fem_conv1_1.0.bias"), "1 problems: 1 missing; e.g. fem_conv1_1.0.bias"),
+    ("extra.pth", lambda sd: sd.update({"extra.weight": torch.zeros(2)}), "1 problems: 1 unexpected; e.g. extra.weight"),
+    ("shape.pth", lambda sd: sd.update({"fem_conv1_1.0.bias": torch.zeros(3)}), "1 problems: 1 mismatched; e.g. fem_conv1_1.0.bias: file [3]"),
+])
+def test_own_checkpoint_with_wrong_keys_is_a_user_error(tmp_path, capsys, name, edit, problem):
+    """Strict loading: a key too few, too many or of the wrong shape is refused, naming the file."""
+    path = _own_file(tmp_path, name, edit)
+    with pytest.raises(QSCIError) as err:
+        load_model(path)
+    assert str(err.value).startswith(f"{name}: does not match the qsci-t-4bit model ({problem}")
+    # the CLI prints that one line and exits 2 (a user error), not "internal error" and 1
+    np.save(tmp_path / "meas.npy", np.ones((1, 8, 8), np.float32))
+    np.save(tmp_path / "mask.npy", np.ones((2, 8, 8), np.float32))
+    code = cli_main(["reconstruct", "--meas", str(tmp_path / "meas.npy"), "--mask", str(tmp_path / "mask.npy"),
+                     "--model", "qsci-t-4bit", "--checkpoint", str(path), "--out", str(tmp_path / "out.npz")])
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err_lines[-1].startswith(f"error: {name}: does not match the qsci-t-4bit model (")
+    assert not (tmp_path / "out.npz").exists()

@@ -144,14 +144,23 @@ def load_official(path: str | Path, bits: int | None = None) -> tuple[nn.Module,
     """
     sd = read_state_dict(path)
     variant = _variant_with_bits(sd, path, bits)
-    model = build_model(VARIANT_CONFIGS[variant])
+    model = _load_strictly(build_model(VARIANT_CONFIGS[variant]), sd, path, variant)
+    return model.eval(), variant
+
+
+def _load_strictly(model: nn.Module, sd: dict[str, torch.Tensor], path: str | Path, name: str) -> nn.Module:
+    """`sd` into `model`, every entry present with its shape; else a user error naming the file.
+
+    Checked first so that a wrong file is an `InputFileError`, never torch's multi-line RuntimeError.
+    """
     report = _compare(model, sd)
     if report["missing"] or report["unexpected"] or report["mismatched"]:
         first = (report["mismatched"] + report["missing"] + report["unexpected"])[0]
         n = sum(len(v) for v in report.values())
-        raise InputFileError(path, f"does not match the {variant} model ({n} problems, e.g. {first})")
+        counts = ", ".join(f"{len(report[k])} {k}" for k in ("missing", "unexpected", "mismatched") if report[k])
+        raise InputFileError(path, f"does not match the {name} model ({n} problems: {counts}; e.g. {first})")
     model.load_state_dict(sd, strict=True)
-    return model.eval(), variant
+    return model
 
 
 def save_model(path: str | Path, model: nn.Module, **extra) -> Path:
@@ -168,7 +177,6 @@ def load_model(path: str | Path) -> nn.Module:
     """A network from `save_model` (config inside), or an official file (variant detected)."""
     obj = _load(path)
     if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
-        model = build_model(ModelConfig.from_dict(obj["config"]))
-        model.load_state_dict(_state_dict_of(obj, path), strict=True)
-        return model.eval()
+        config = ModelConfig.from_dict(obj["config"])
+        return _load_strictly(build_model(config), _state_dict_of(obj, path), path, config.name).eval()
     return load_official(path)[0]
