@@ -96,6 +96,21 @@ class SCIOperator:
         x0 = y_n.unsqueeze(1) + mask.unsqueeze(0) * y_n.unsqueeze(1)  # (B, T, H, W)
         return x0.unsqueeze(1)
 
+    def project(self, x: ArrayLike, y: ArrayLike) -> ArrayLike:
+        """Euclidean projection onto {x : A x = y}: `x + A^T((y - A x) / sum_t Phi_t^2)`.
+
+        Applied after a network it restores data consistency exactly (pixels that no mask frame
+        sees are left as they are). x: (..., T, H, W), y: (..., H, W).
+        """
+        xt, yt = _as_tensor(x), _as_tensor(y)
+        self._check_scene(xt)
+        self._check_meas(yt)
+        mask = self.mask.to(xt.device)
+        energy = (mask * mask).sum(dim=0)
+        energy = torch.where(energy == 0, torch.ones_like(energy), energy)
+        r = (yt.to(xt.device) - (xt * mask).sum(dim=-3)) / energy  # (..., H, W)
+        return _like(xt + r.unsqueeze(-3) * mask, x)
+
     def adjointness_test(self, seed: int = 0) -> float:
         """<A x, y> - <x, A^T y> for random x, y; ~0 for a correct adjoint."""
         g = torch.Generator().manual_seed(seed)

@@ -15,6 +15,7 @@ import torch
 
 from qsci.errors import QSCIError
 from qsci.physics import SCIOperator
+from qsci.solvers.initial import initial_estimate
 from qsci.tiling import run_tiled, tile_size_for
 
 Progress = Callable[[float, str], None] | None
@@ -56,6 +57,9 @@ class NetworkRunner:
         self.name = name
         self.weights = weights
         self.backend = resolve_backend(model, backend)
+        cfg = getattr(model, "config", None)
+        self.init = (getattr(cfg, "init", "measurement"), getattr(cfg, "init_iters", 40))
+        self.dc = bool(getattr(cfg, "dc", False))
         model.eval()
         if self.backend == "int8":
             from qsci.quant.intkernels import convert_to_int8
@@ -86,8 +90,10 @@ class NetworkRunner:
         for i, y in enumerate(meas):
             if progress:
                 progress(i / len(meas), f"{self.name}: measurement {i + 1}/{len(meas)}")
-            x0 = op.network_input(y)  # (1,1,T,H,W)
+            x0 = initial_estimate(y, mask, *self.init)  # (1,1,T,H,W)
             out = self.forward(x0) if tile is None else run_tiled(self.forward, x0, tile)
+            if self.dc:
+                out = op.project(out, torch.from_numpy(np.asarray(y, np.float32)))
             frames[i] = out[0].numpy()
         if progress:
             progress(1.0, f"{self.name}: done")

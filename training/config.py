@@ -23,15 +23,18 @@ BITS = (32, 8, 4, 3, 2)  # 32 = full precision
 class TrainConfig:
     # model: registry name is qsci-<preset>-fp32 | qsci-<preset>-<bits>bit
     model_preset: str = "t"  # t | s | b
+    family: str = ""  # "" = the paper's network | "gap" = GAP-TV warm start (qsci-<preset>-gap-<bits>)
     bits: int = 32
     model_overrides: dict = field(default_factory=dict)  # passed to qsci.models.create_model
     init_from: str = ""  # weights to start from: full precision for QAT (spec 5), or same bits to fine-tune
+    zero_last: bool = False  # zero the output conv(s) after --init-from: a residual model starts at its input
     # data
     data: str = "builtin"  # "builtin" | "images" | path to DAVIS 2017 (JPEGImages/480p/<video>/*.jpg)
     cr: int = 8  # frames per snapshot
     crop: int = 128
     crop_schedule: list = field(default_factory=list)  # [[start_step, crop], ...] overrides `crop`
     max_frame_stride: int = 1  # 1 = consecutive frames; >1 also samples faster motion
+    motion: float = 1.0  # speed scale of the animated stills (1.0 = synthetic.animate's defaults)
     scale_min: float = 0.6  # random rescale of the source before cropping
     scale_max: float = 1.2
     mask: str = "random"  # "random" (new binary mask per sample) | "quantized_sci" | path to a mask file
@@ -67,7 +70,8 @@ class TrainConfig:
 
     @property
     def model_name(self) -> str:
-        return f"qsci-{self.model_preset}-{'fp32' if self.bits == 32 else f'{self.bits}bit'}"
+        family = f"{self.family}-" if self.family else ""
+        return f"qsci-{self.model_preset}-{family}{'fp32' if self.bits == 32 else f'{self.bits}bit'}"
 
     def crop_at(self, step: int) -> int:
         """Crop size used at `step` (the schedule is a list of [start_step, crop] pairs)."""

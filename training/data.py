@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from qsci.errors import QSCIError
 from qsci.physics import SCIOperator, random_binary_mask, simulate_measurement
+from qsci.solvers.initial import initial_estimate
 
 VIDEO_SHORT_SIDE = 360  # built-in clips are held downscaled (uint8) to keep worker memory small
 
@@ -96,9 +97,14 @@ class FrameSource:
 
 
 class AnimatedStills:
-    """scikit-image stills under random smooth motion with occluding layers (qsci.synthetic)."""
+    """scikit-image stills under random smooth motion with occluding layers (qsci.synthetic).
 
-    def __init__(self):
+    `motion` scales every speed of `synthetic.animate` (1.0 = its defaults, which move ~4x more
+    per frame than the benchmark scenes on average; see training/README.md, "Data").
+    """
+
+    def __init__(self, motion: float = 1.0):
+        self.motion = float(motion)
         from qsci import synthetic
 
         self._animate = synthetic.animate
@@ -111,7 +117,9 @@ class AnimatedStills:
         pick = rng.integers(len(self.images), size=3)
         bg = self.images[int(pick[0])]
         layers = [self.images[int(i)] for i in pick[1:]]
-        clip = self._animate(bg, t, crop, rng, layer_sources=layers)  # (T, crop, crop)
+        m = self.motion
+        clip = self._animate(bg, t, crop, rng, layer_sources=layers, max_speed=3.0 * m,
+                             max_rotation=1.0 * m, max_zoom=0.015 * m, layer_speed=5.0 * m)  # (T, crop, crop)
         if rng.random() < 0.5:
             clip = clip[:, :, ::-1]
         return np.ascontiguousarray(clip, dtype=np.float32)
@@ -163,9 +171,11 @@ def crop_mask(mask: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarr
 class ClipDataset(Dataset):
     """Index -> (x0 (1, T, H, W), x (T, H, W)): a clip, its mask, its simulated measurement."""
 
-    def __init__(self, cfg, rank: int = 0, fixed_mask: np.ndarray | None = None):
+    def __init__(self, cfg, rank: int = 0, fixed_mask: np.ndarray | None = None,
+                 init: tuple[str, int] = ("measurement", 40)):
         self.cfg = cfg
         self.rank = rank
+        self.init = init  # the model's initial estimate (kind, GAP-TV iterations)
         self.fixed_mask = fixed_mask
         self._sources = None  # built lazily, once per worker process
         if cfg.data not in ("builtin", "images"):
@@ -175,9 +185,9 @@ class ClipDataset(Dataset):
         if self._sources is None:
             scales = (self.cfg.scale_min, self.cfg.scale_max)
             if self.cfg.data == "images":
-                self._sources = [AnimatedStills()]
+                self._sources = [AnimatedStills(self.cfg.motion)]
             elif self.cfg.data == "builtin":
-                self._sources = [AnimatedStills(),
+                self._sources = [AnimatedStills(self.cfg.motion),
                                  FrameSource(builtin_videos(), scales, self.cfg.max_frame_stride)]
             else:
                 self._sources = [FrameSource(self._davis, scales, self.cfg.max_frame_stride)]
@@ -196,14 +206,13 @@ class ClipDataset(Dataset):
             mask = random_binary_mask(cfg.cr, crop, crop, seed=int(rng.integers(2**31)))
         else:
             mask = crop_mask(self.fixed_mask, crop, rng)
-        op = SCIOperator(mask)
         if cfg.read_noise_std > 0 or cfg.shot_noise_photons > 0:
             y = simulate_measurement(x, mask, read_noise_std=cfg.read_noise_std,
                                      shot_noise_photons=cfg.shot_noise_photons or None,
                                      seed=int(rng.integers(2**31)))  # (H, W)
         else:
-            y = op.A(x)  # (H, W)
-        x0 = op.network_input(torch.from_numpy(np.asarray(y)))[0]  # (1, T, H, W)
+            y = SCIOperator(mask).A(x)  # (H, W)
+        x0 = initial_estimate(np.asarray(y), mask, *self.init)[0]  # (1, T, H, W)
         return x0, torch.from_numpy(x)
 
 
@@ -229,10 +238,14 @@ def _worker_init(_):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def make_loader(cfg, rank: int, start_step: int, pin_memory: bool) -> DataLoader:
-    """An endless DataLoader of (x0 (B,1,T,H,W), x (B,T,H,W)) batches from step `start_step` on."""
+def make_loader(cfg, rank: int, start_step: int, pin_memory: bool,
+                init: tuple[str, int] = ("measurement", 40)) -> DataLoader:
+    """An endless DataLoader of (x0 (B,1,T,H,W), x (B,T,H,W)) batches from step `start_step` on.
+
+    `init` is the model's initial estimate (`ModelConfig.init`, `init_iters`), computed per sample.
+    """
     fixed = None if cfg.mask == "random" else load_fixed_mask(cfg.mask, cfg.cr)
-    ds = ClipDataset(cfg, rank=rank, fixed_mask=fixed)
+    ds = ClipDataset(cfg, rank=rank, fixed_mask=fixed, init=init)
     workers = int(cfg.num_workers)
     if workers < 0:  # auto: share the cores among the ranks on this machine, keep one for the loop
         local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))

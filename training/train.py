@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from qsci.errors import QSCIError
+from qsci.models.efficientsci import zero_last_layer
 from training import distributed as D
 from training.checkpointing import load_checkpoint, save_checkpoint, set_rng_state, strip_ddp_prefix
 from training.config import TrainConfig, build_arg_parser, resolve, save_config
@@ -207,9 +208,12 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
         model = build_model(cfg)
         if cfg.init_from:
             report = init_weights(model, cfg.init_from)
+            if cfg.zero_last:
+                zero_last_layer(model)
             if main_rank:
                 print(f"weights from {cfg.init_from}: {len(report['copied'])} tensors copied, "
-                      f"{len(report['fresh'])} fresh", file=sys.stderr)
+                      f"{len(report['fresh'])} fresh" + (", output conv zeroed" if cfg.zero_last else ""),
+                      file=sys.stderr)
         elif cfg.bits != 32:
             raise QSCIError(f"QAT ({cfg.bits}-bit) needs --init-from a full-precision checkpoint")
     model.to(dist.device).train()
@@ -221,7 +225,8 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
 
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and dist.device.type == "cuda")
     autocast = (lambda: torch.autocast(dist.device.type, dtype=torch.bfloat16)) if use_amp else nullcontext
-    loader = make_loader(cfg, dist.rank, step, pin_memory=dist.device.type == "cuda")
+    loader = make_loader(cfg, dist.rank, step, pin_memory=dist.device.type == "cuda",
+                         init=(model.config.init, model.config.init_iters))
     batches = iter(loader)
 
     def next_batch():

@@ -9,6 +9,8 @@ from qsci.errors import QSCIError
 # preset -> (in_ch C, units U, group_num G)
 PRESETS: dict[str, tuple[int, int, int]] = {"t": (16, 4, 2), "s": (32, 8, 2), "b": (64, 8, 4)}
 VALID_BITS = (2, 3, 4, 5, 6, 7, 8, 32)
+# where the network starts: the paper's normalized measurement, or a GAP-TV estimate (our extension)
+INITS = ("measurement", "gaptv")
 
 
 @dataclass
@@ -29,6 +31,11 @@ class ModelConfig:
     per_channel_act: bool = True
     heads: int = 4
     color_ch: int = 1
+    # warm start (our extension, README "Warm-start family"); the defaults are the paper's network
+    init: str = "measurement"  # initial estimate fed to the network: see INITS
+    init_iters: int = 40  # GAP-TV iterations when init == "gaptv"
+    residual: bool = False  # output = initial estimate + network
+    dc: bool = False  # final data-consistency projection x + Phi^T((y - A x) / sum Phi^2)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS and None in (self.in_ch, self.units, self.group_num):
@@ -40,6 +47,11 @@ class ModelConfig:
         self.bits = int(self.bits)
         if self.bits not in VALID_BITS:
             raise QSCIError(f"bits must be one of {VALID_BITS}, got {self.bits}")
+        if self.init not in INITS:
+            raise QSCIError(f"init must be one of {INITS}, got {self.init!r}")
+        self.init_iters = int(self.init_iters)
+        if self.init == "gaptv" and self.init_iters < 1:
+            raise QSCIError(f"init_iters must be >= 1, got {self.init_iters}")
         if self.color_ch != 1:
             raise QSCIError("only grayscale (color_ch=1) networks are supported")
         g = 4 * self.in_ch // max(self.group_num, 1)
@@ -51,9 +63,15 @@ class ModelConfig:
             )
 
     @property
+    def family(self) -> str:
+        """"" for the paper's network, "gap" for the GAP-TV warm-start family."""
+        return "gap" if self.init == "gaptv" else ""
+
+    @property
     def name(self) -> str:
-        """Registry-style name, e.g. `qsci-s-4bit` or `qsci-s-fp32`."""
-        return f"qsci-{self.preset}-" + ("fp32" if self.bits == 32 else f"{self.bits}bit")
+        """Registry-style name, e.g. `qsci-s-4bit`, `qsci-s-fp32` or `qsci-t-gap-4bit`."""
+        family = f"{self.family}-" if self.family else ""
+        return f"qsci-{self.preset}-{family}" + ("fp32" if self.bits == 32 else f"{self.bits}bit")
 
     def to_dict(self) -> dict:
         return asdict(self)

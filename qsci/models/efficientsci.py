@@ -58,4 +58,18 @@ class EfficientSCI(nn.Module):
         for block in self.resdnet_list:
             out = block(out)
         out = pixel_shuffle_frames(self.up_conv(out), 2)  # (B, 8C, T, H/2, W/2) -> (B, 2C, T, H, W)
-        return self.decode(out).squeeze(1)  # (B, T, H, W)
+        out = self.decode(out).squeeze(1)  # (B, T, H, W)
+        return x.squeeze(1) + out if self.config.residual else out
+
+    def last_convs(self) -> list[nn.Module]:
+        """The convolution(s) whose sum is the output; zeroed, a residual model returns its input."""
+        return [self.vrm[4]]
+
+
+def zero_last_layer(model: EfficientSCI) -> None:
+    """Zero the output convolution(s): a residual network then starts exactly at its input."""
+    with torch.no_grad():
+        for conv in model.last_convs():
+            conv.weight.zero_()
+            if conv.bias is not None:
+                conv.bias.zero_()

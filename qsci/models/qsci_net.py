@@ -6,6 +6,8 @@ starting point): matching weights are copied, side branches and quantizer steps 
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn as nn
 
@@ -52,6 +54,9 @@ class QSCINet(EfficientSCI):
         x2 = self.vrm_conv2_1(x1) + self.vrm_conv2_2(x1)
         return self.vrm_conv3_1(x2) + self.vrm_conv3_2(x2)
 
+    def last_convs(self) -> list[nn.Module]:
+        return [self.vrm_conv3_1, self.vrm_conv3_2]
+
 
 def _rename_for(model: nn.Module, key: str) -> str:
     if not isinstance(model, QSCINet):
@@ -78,4 +83,24 @@ def init_from_fp(model: nn.Module, fp_state: nn.Module | dict) -> dict[str, list
                 target[name].copy_(value)
                 copied.append(name)
     model.load_state_dict(target)
-    return {"copied": copied, "fresh": [k for k in target if k not in set(copied)]}
+    fresh = [k for k in target if k not in set(copied)]
+    if getattr(model.config, "residual", False):
+        _quiet_side_branches(model, fresh)
+    return {"copied": copied, "fresh": fresh}
+
+
+SIDE_START_SCALE = 0.01
+SIDE_WEIGHT = re.compile(r"(fem|vrm)_conv\d_2\.(0\.)?weight")
+
+
+def _quiet_side_branches(model: nn.Module, fresh: list[str]) -> None:
+    """Scale fresh side-branch weights down, so a residual QAT model starts near its fp parent.
+
+    The parent's output already sits close to the target; full-size random side branches would
+    add noise of the order of the signal and cost the first few hundred samples (issue 11 probe).
+    """
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for key in fresh:
+            if SIDE_WEIGHT.fullmatch(key) and key in params:
+                params[key].mul_(SIDE_START_SCALE)

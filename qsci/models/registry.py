@@ -1,6 +1,9 @@
 """Model registry (timm style): tiny preset functions + `register_model`, `create_model`.
 
-Names: `qsci-<preset>-fp32` and `qsci-<preset>-<b>bit` for presets t, s, b and b in 8, 4, 3, 2.
+Names: `qsci-<preset>-fp32` and `qsci-<preset>-<b>bit` for presets t, s, b and b in 8, 4, 3, 2
+(the paper's networks), and `qsci-<preset>-gap-<fp32|b bit>` for the GAP-TV warm-start family
+(our extension: GAP-TV initial estimate, global residual, final data-consistency step,
+per-tensor activation steps so every bit width runs on integer kernels).
 """
 
 from __future__ import annotations
@@ -64,6 +67,13 @@ def _cfg(preset: str, bits: int, overrides: dict) -> ModelConfig:
     return ModelConfig(**{"preset": preset, "bits": bits, **overrides})
 
 
+WARM_START = {"init": "gaptv", "residual": True, "dc": True, "per_channel_act": False}
+
+
+def _gap(preset: str, bits: int, overrides: dict) -> ModelConfig:
+    return ModelConfig(**{"preset": preset, "bits": bits, **WARM_START, **overrides})
+
+
 @register_model("qsci-t-fp32")
 def qsci_t_fp32(**kw): return _cfg("t", 32, kw)
 @register_model("qsci-t-8bit")
@@ -98,3 +108,27 @@ def qsci_b_4bit(**kw): return _cfg("b", 4, kw)
 def qsci_b_3bit(**kw): return _cfg("b", 3, kw)
 @register_model("qsci-b-2bit")
 def qsci_b_2bit(**kw): return _cfg("b", 2, kw)
+
+
+@register_model("qsci-t-gap-fp32")
+def qsci_t_gap_fp32(**kw): return _gap("t", 32, kw)
+@register_model("qsci-t-gap-8bit")
+def qsci_t_gap_8bit(**kw): return _gap("t", 8, kw)
+@register_model("qsci-t-gap-4bit")
+def qsci_t_gap_4bit(**kw): return _gap("t", 4, kw)
+@register_model("qsci-t-gap-3bit")
+def qsci_t_gap_3bit(**kw): return _gap("t", 3, kw)
+@register_model("qsci-t-gap-2bit")
+def qsci_t_gap_2bit(**kw): return _gap("t", 2, kw)
+
+
+@register_model("qsci-s-gap-fp32")
+def qsci_s_gap_fp32(**kw): return _gap("s", 32, kw)
+@register_model("qsci-s-gap-8bit")
+def qsci_s_gap_8bit(**kw): return _gap("s", 8, kw)
+@register_model("qsci-s-gap-4bit")
+def qsci_s_gap_4bit(**kw): return _gap("s", 4, kw)
+@register_model("qsci-s-gap-3bit")
+def qsci_s_gap_3bit(**kw): return _gap("s", 3, kw)
+@register_model("qsci-s-gap-2bit")
+def qsci_s_gap_2bit(**kw): return _gap("s", 2, kw)
