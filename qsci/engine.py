@@ -58,7 +58,32 @@ def _as_stack(meas: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
         raise QSCIError(f"measurement must be (H, W) or (N, H, W), got shape {meas.shape}")
     if meas.shape[1:] != mask.shape[1:]:
         raise QSCIError(f"measurement size {meas.shape[1:]} does not match mask size {mask.shape[1:]}")
+    _check_values(meas, mask)
     return meas, mask
+
+
+def _check_values(meas: np.ndarray, mask: np.ndarray) -> None:
+    """Finite values, a usable mask, and a measurement on the 0..1-frame scale (`qsci.io.inspect`).
+
+    Files are rescaled by the readers' front ends (`qsci.scenes.scene_from_files`, the CLI) with a
+    notice; arrays handed to the engine directly must already be on the engine's scale, so a
+    0..255-scale measurement is refused here rather than reconstructed into nonsense.
+    """
+    from qsci.io.inspect import FRAME_SCALE_SLACK, scale_ratio
+
+    for what, arr in (("measurement", meas), ("mask", mask)):
+        if not np.isfinite(arr).all():
+            raise QSCIError(f"{what} contains NaN or Inf values")
+    if float(mask.min()) < 0 or float(mask.max()) > 1:
+        raise QSCIError(f"mask values must lie in [0, 1], found [{float(mask.min()):g}, {float(mask.max()):g}]")
+    if not mask.any():
+        raise QSCIError("mask is all zeros: nothing would be measured")
+    r = scale_ratio(meas, mask)
+    if r > FRAME_SCALE_SLACK:
+        raise QSCIError(
+            f"measurement values reach {float(meas.max()):g}, {r:.0f}x the mask's largest per-pixel sum: the engine "
+            "needs frames on the 0..1 scale; divide a sum of 8-bit frames by 255 (qsci.io.inspect.scale_measurement "
+            "decides and says so)")
 
 
 def reconstruct(

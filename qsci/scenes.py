@@ -160,28 +160,71 @@ def load_scene(name: str) -> SceneInput:
     raise QSCIError(f"unknown scene {name!r}; known: {known}")
 
 
-def ground_truth_for(gt_path: str | Path, n_meas: int, mask: np.ndarray) -> np.ndarray:
-    """(N, T, H, W) ground truth for N measurements coded with `mask`, read and checked from a file."""
+def ground_truth_for(gt_path: str | Path, n_meas: int, mask: np.ndarray, first: int = 0,
+                     partial: bool = False) -> np.ndarray:
+    """(N, T, H, W) ground truth for measurements first..first+N-1 coded with `mask`, from a file.
+
+    With `partial`, a file that covers only the first k >= 1 of those measurements gives (k, T, H, W)
+    (the caller keeps those k measurements); otherwise too few frames are an error.
+    """
     from qsci import io
 
     frames = io.read_scene(gt_path)
+    name = Path(gt_path).name
     if frames.shape[1:] != mask.shape[1:]:
-        raise QSCIError(f"{Path(gt_path).name}: ground-truth frames are {frames.shape[1:]}, the mask is {mask.shape[1:]}")
-    need = n_meas * mask.shape[0]
+        raise QSCIError(f"{name}: ground-truth frames are {frames.shape[1:]}, the mask is {mask.shape[1:]}")
+    t = mask.shape[0]
+    start, need = first * t, (first + n_meas) * t
     if frames.shape[0] < need:
-        raise QSCIError(f"{Path(gt_path).name}: {frames.shape[0]} ground-truth frames, need {need} ({n_meas} measurements x CR {mask.shape[0]})")
-    return split_groups(frames[:need], mask.shape[0])
+        covered = frames.shape[0] // t - first
+        if not partial or covered < 1:
+            which = f"measurement {first}" if n_meas == 1 else f"{n_meas} measurements"
+            raise QSCIError(f"{name}: {frames.shape[0]} ground-truth frames do not cover {which} at CR {t} "
+                            f"(need frames {start}..{need - 1})")
+        need = (first + covered) * t
+    return split_groups(frames[start:need], t)
 
 
 def scene_from_files(
-    meas_path: str | Path, mask_path: str | Path, gt_path: str | Path | None = None, real_scaling: bool = False
+    meas_path: str | Path, mask_path: str | Path, gt_path: str | Path | None = None, real_scaling: bool = False,
+    scale: str = "auto", measurement: int | None = None,
 ) -> SceneInput:
-    """An uploaded measurement + mask (+ ground truth), validated with file-naming errors."""
+    """An uploaded measurement + mask (+ ground truth), validated with file-naming errors.
+
+    The measurement's value scale follows `qsci.io.inspect.scale_measurement` (`real_scaling`
+    means `scale="real"`); `measurement` keeps one measurement of a file holding several. Ground
+    truth may cover fewer measurements than the file holds: the covered ones are kept, with a
+    notice. `info["notices"]` says what was done to the input, `info["warnings"]` what looks wrong.
+    """
     from qsci import io
+    from qsci.io.inspect import input_warnings, scale_measurement
 
     mask = io.read_mask(mask_path)
-    m = io.read_measurement(meas_path, cr=mask.shape[0] if real_scaling else None, real_scaling=real_scaling)
+    m = io.read_measurement(meas_path)
     io.check_pair(m.data, mask, meas_path=meas_path, mask_path=mask_path)
-    gt = None if gt_path is None else ground_truth_for(gt_path, m.data.shape[0], mask)
-    info = {"cr": int(mask.shape[0]), "size": list(mask.shape[1:]), "measurements": int(m.data.shape[0]), "axis_order": m.axis_order}
-    return SceneInput(Path(meas_path).name, "upload", m.data, mask, gt, info)
+    n_file = int(m.data.shape[0])
+    meas = m.data
+    first = 0
+    if measurement is not None:
+        k = int(measurement)
+        if not 0 <= k < n_file:
+            raise QSCIError(f"{Path(meas_path).name}: measurement index {k} is out of range: the file holds "
+                            f"{n_file} measurement(s) (0..{n_file - 1})")
+        meas, first = meas[k:k + 1], k
+    meas, notices = scale_measurement(meas, mask, "real" if real_scaling else scale, where=meas_path)
+    gt = None
+    if gt_path is not None:
+        gt = ground_truth_for(gt_path, meas.shape[0], mask, first=first, partial=True)
+        if gt.shape[0] < meas.shape[0]:
+            kept = (f"measurement {first} is" if gt.shape[0] == 1
+                    else f"measurements {first}..{first + gt.shape[0] - 1} are")
+            notices.append(f"the ground truth ({Path(gt_path).name}) covers {gt.shape[0]} of the {meas.shape[0]} "
+                           f"measurements, so only {kept} reconstructed and scored")
+            meas = meas[: gt.shape[0]]
+    info = {"cr": int(mask.shape[0]), "size": list(mask.shape[1:]), "measurements": int(meas.shape[0]),
+            "measurements_in_file": n_file, "axis_order": m.axis_order, "notices": notices,
+            "warnings": input_warnings(meas, mask)}
+    if measurement is not None:
+        info["measurement"] = first
+    name = Path(meas_path).name + (f"[{first}]" if measurement is not None else "")
+    return SceneInput(name, "upload", np.ascontiguousarray(meas, np.float32), mask, gt, info)

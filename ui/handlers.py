@@ -153,21 +153,45 @@ def select_measurement(scene, index: int | str | None):
                                name=f"{scene.name}[{k}]")
 
 
-def load_upload(meas_file, mask_file, gt_file=None, index: int | str | None = "all", real_scaling: bool = False):
-    """Measurement + mask (+ ground truth) files in any `qsci.io` format."""
-    from qsci.scenes import scene_from_files
+#: "module:function" that parses an upload in the child process (`qsci.io.isolate`); tests swap in
+#: a stand-in that crashes, hangs or hogs memory.
+UPLOAD_PARSER = "qsci.scenes:scene_from_files"
+
+
+def _measurement_index(index: int | str | None) -> int | None:
+    if index is None or str(index).strip().lower() in ("", "all"):
+        return None
+    try:
+        return int(str(index).split()[0])
+    except ValueError:
+        raise QSCIError(f"measurement index must be a number or 'all', got {index!r}") from None
+
+
+def load_upload(meas_file, mask_file, gt_file=None, index: int | str | None = "all", real_scaling: bool = False,
+                scale: str = "auto"):
+    """Measurement + mask (+ ground truth) files in any `qsci.io` format, parsed in a child process.
+
+    The value scale follows `qsci.io.inspect` (one policy for app, API and CLI); a parser that
+    crashes, hangs or runs out of memory ends as one QSCIError line while the app keeps serving.
+    """
+    from qsci.io.isolate import read_upload
 
     meas_path, mask_path, gt_path = _path(meas_file), _path(mask_file), _path(gt_file)
     if not meas_path:
         raise QSCIError("upload a measurement file (.mat, .npy, .npz, .h5, .tif or an image)")
     if not mask_path:
         raise QSCIError("upload the mask file that coded this measurement (T planes of the same size)")
-    scene = scene_from_files(meas_path, mask_path, gt_path, real_scaling=bool(real_scaling))
-    return select_measurement(scene, index)
+    return read_upload(meas_path, mask_path, gt_path, parser=UPLOAD_PARSER, real_scaling=bool(real_scaling),
+                       scale=scale, measurement=_measurement_index(index))
 
 
 def describe_scene(scene) -> str:
-    """Markdown summary: CR, size, number of measurements, axis order and ground truth."""
+    """Markdown summary: CR, size, measurements, axis order, ground truth, notices and warnings.
+
+    Notices say what was done to the input (e.g. a 0..255 measurement divided by 255), warnings
+    what looks wrong (all-zero or saturated measurement, empty mask planes, odd mask density);
+    the app shows this text beside the result for as long as the result is shown.
+    """
     n, h, w = scene.meas.shape
     lines = [
         f"**{scene.name}** ({scene.kind}) — compression ratio **{scene.cr}**, size **{h}×{w}**, "
@@ -176,12 +200,24 @@ def describe_scene(scene) -> str:
     axes = scene.info.get("axis_order")
     if axes:
         lines.append(f"axis order detected in the file: `{axes}`")
+    for note in scene.info.get("notices", []):
+        lines.append(f"ℹ️ **Note:** {note}")
+    warnings = scene.info.get("warnings")
+    if warnings is None:
+        from qsci.io.inspect import input_warnings
+
+        warnings = input_warnings(scene.meas, scene.mask)
+    for warning in warnings:
+        lines.append(f"⚠️ **Warning:** {warning}")
+    if scene.kind == "upload":
+        lines.append("Real-camera measurements need the camera's own mask (the authors' `real_mask.mat`, first "
+                     "CR planes), the CR it was taken at, and the real-camera scaling (meas / 255 × CR / 2).")
     return "\n\n".join(lines)
 
 
 def measurement_options(scene) -> list[str]:
     """Dropdown entries for picking one measurement out of a file holding several."""
-    n = scene.meas.shape[0]
+    n = int(scene.info.get("measurements_in_file", scene.meas.shape[0]))
     return ["all"] + [str(k) for k in range(n)] if n > 1 else ["all"]
 
 

@@ -54,8 +54,15 @@ class Measurement:
         return ", ".join(parts)
 
 
+#: Called with (path, role) before a file is parsed; `qsci.io.isolate` uses it in its child process
+#: to name the file whose parser crashed. None (the default) costs nothing.
+READ_HOOK = None
+
+
 def _load(source: Source, role: str, limits: Limits, stack_limit: int | None = None) -> tuple[formats.Stack, Path]:
     """Dispatch on what `source` is; any library or OS exception becomes an InputFileError."""
+    if READ_HOOK is not None:
+        READ_HOOK(source if not isinstance(source, (list, tuple)) else (source[0] if source else "."), role)
     if isinstance(source, (list, tuple)):
         files = [Path(p) for p in source]
         where = files[0].parent if files else Path(".")

@@ -24,6 +24,8 @@ import numpy as np
 from qsci.errors import QSCIError
 
 SAVE_EXTS = (".npz", ".mat", ".npy", ".tif", ".tiff", ".png")
+_UMASK = os.umask(0o022)  # read the process umask once (at import, before threads) and put it back
+os.umask(_UMASK)
 
 
 def _frames_array(frames) -> np.ndarray:
@@ -57,6 +59,7 @@ def _atomic_write(path: Path, write) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are ordinary files (0644 by default)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
