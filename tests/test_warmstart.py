@@ -122,3 +122,24 @@ def test_training_samples_carry_the_models_initial_estimate():
     err_gap = (x0_gap[0] - x).square().mean()
     err_meas = (x0_meas[0] - x).square().mean()
     assert err_gap < err_meas  # GAP-TV is the better start
+
+
+def test_campaign_recipe_runs_every_stage_on_tiny_sizes(tmp_path):
+    """The CPU check of the GPU recipe: fp32, then QAT from it, as separate resumable runs."""
+    import os
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OUT": str(tmp_path)}
+    res = subprocess.run(["bash", "scripts/gpu_recipe.sh"], env={**env, "DEVICE": "cpu", "FP_MIN": "0.1",
+                         "QAT_MIN": "0.1", "CROP": "16", "BATCH": "2",
+                         "EXTRA": "--tiny --bits 2 --parallel 1 --threads 1 --workers 0"},
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    fp = torch.load(runs / "t_gap_fp32" / "ckpt.pt", weights_only=True)
+    q2 = torch.load(runs / "t_gap_qat2" / "ckpt.pt", weights_only=True)
+    assert fp["config"]["init"] == "gaptv" and fp["config"]["bits"] == 32 and fp["step"] > 0
+    assert q2["config"]["bits"] == 2 and q2["config"]["per_channel_act"] is False
+    assert q2["train_config"]["init_from"] == str(runs / "t_gap_fp32" / "ckpt.pt")
+    assert "--init-from" in (runs / "t_gap_qat2" / "command.txt").read_text()
