@@ -1,7 +1,7 @@
 """Training throughput: samples/s of full training steps (forward, MSE, backward, Adam).
 
     python -m training.bench --preset t --crop 128 [--batch 4 --steps 10 --device cpu|cuda
-                             --bits 32 --threads 2 --data]
+                             --bits 32 --threads 2 --family gap --channels-last --data]
 
 The model step is timed on batches prepared in advance (what a GPU sees when the loader keeps
 up); `--data` also times the data pipeline alone (clips, masks and measurements per second per
@@ -25,7 +25,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_model(cfg: TrainConfig, steps: int, warmup: int, device: torch.device, amp: bool) -> dict:
+def bench_model(cfg: TrainConfig, steps: int, warmup: int, device: torch.device, amp: bool,
+                channels_last: bool = False) -> dict:
     from qsci.models import create_model
 
     torch.manual_seed(0)
@@ -37,6 +38,9 @@ def bench_model(cfg: TrainConfig, steps: int, warmup: int, device: torch.device,
     pairs = [ds[i] for i in range(cfg.batch)]
     x0 = torch.stack([p[0] for p in pairs]).to(device)  # (B, 1, T, H, W)
     x = torch.stack([p[1] for p in pairs]).to(device)  # (B, T, H, W)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+        x0 = x0.contiguous(memory_format=torch.channels_last_3d)
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
     times, cpu = [], []
     for i in range(warmup + steps):
@@ -56,21 +60,21 @@ def bench_model(cfg: TrainConfig, steps: int, warmup: int, device: torch.device,
     median = times[len(times) // 2]
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"model": cfg.model_name, "crop": cfg.crop, "batch": cfg.batch, "device": str(device),
-            "amp_bf16": amp, "threads": torch.get_num_threads(), "step_s_median": median,
+            "amp_bf16": amp, "channels_last": channels_last, "threads": torch.get_num_threads(), "step_s_median": median,
             "samples_per_s": cfg.batch / median, "peak_mem_mib": peak,
             # CPU seconds the step consumed: on a shared machine, threads / this is roughly the
             # step rate the same threads would reach uncontended
             "cpu_s_per_step": sorted(cpu)[len(cpu) // 2]}
 
 
-def bench_data(cfg: TrainConfig, n: int) -> dict:
-    ds = ClipDataset(cfg)
+def bench_data(cfg: TrainConfig, n: int, init: tuple[str, int] = ("measurement", 40)) -> dict:
+    ds = ClipDataset(cfg, init=init)
     ds[0]  # load the sources once (video decoding), as a persistent worker does
     t, c = time.perf_counter(), time.process_time()
     for i in range(1, n + 1):
         ds[i]
     per = (time.perf_counter() - t) / n
-    return {"data": cfg.data, "crop": cfg.crop, "samples_per_s_per_worker": 1.0 / per,
+    return {"data": cfg.data, "crop": cfg.crop, "init": init[0], "samples_per_s_per_worker": 1.0 / per,
             "cpu_ms_per_sample": 1000.0 * (time.process_time() - c) / n}
 
 
@@ -78,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="t", help="model size: t | s | b")
     p.add_argument("--bits", type=int, default=32)
+    p.add_argument("--family", default="", help="'' = the paper's network, gap = the warm-start family")
+    p.add_argument("--channels-last", action="store_true", help="channels-last 3-D memory layout")
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--steps", type=int, default=5)
@@ -94,17 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     use_cuda = torch.cuda.is_available() if args.device == "auto" else args.device == "cuda"
     device = torch.device("cuda" if use_cuda else "cpu")
     amp = args.amp == "bf16" or (args.amp == "auto" and device.type == "cuda")
-    cfg = TrainConfig(model_preset=args.preset, bits=args.bits, crop=args.crop, batch=args.batch,
-                      data="images").validate()
-    r = bench_model(cfg, args.steps, args.warmup, device, amp)
+    cfg = TrainConfig(model_preset=args.preset, family=args.family, bits=args.bits, crop=args.crop,
+                      batch=args.batch, data="images").validate()
+    r = bench_model(cfg, args.steps, args.warmup, device, amp, args.channels_last)
     mem = f", peak {r['peak_mem_mib']:.0f} MiB" if r["peak_mem_mib"] is not None else \
         f", {r['cpu_s_per_step']:.1f} CPU-s per step"
     print(f"{r['model']} crop {r['crop']} batch {r['batch']} on {r['device']} "
-          f"({'bf16' if amp else 'fp32'}, {r['threads']} threads): {r['samples_per_s']:.2f} samples/s "
+          f"({'bf16' if amp else 'fp32'}{', channels-last' if args.channels_last else ''}, {r['threads']} threads): {r['samples_per_s']:.2f} samples/s "
           f"(median step {r['step_s_median']:.3f} s{mem})")
     if args.data:
-        d = bench_data(TrainConfig(data=args.source, crop=args.crop).validate(), n=4 * args.batch)
-        print(f"data '{d['data']}' crop {d['crop']}: {d['samples_per_s_per_worker']:.1f} samples/s per worker "
+        init = ("gaptv", 40) if args.family == "gap" else ("measurement", 40)
+        d = bench_data(TrainConfig(data=args.source, crop=args.crop, motion=0.3).validate(), n=4 * args.batch,
+                       init=init)
+        print(f"data '{d['data']}' crop {d['crop']} init {d['init']}: {d['samples_per_s_per_worker']:.1f} samples/s per worker "
               f"({d['cpu_ms_per_sample']:.1f} CPU-ms per sample)")
     return 0
 
