@@ -119,7 +119,7 @@ def test_inspect_upload_shows_ratio_size_and_axis_order(client, upload_files):
     assert "compression ratio **8**" in info and "32×32" in info and "**2** measurement(s)" in info
     assert "axis order" in info
     picker = choice if isinstance(choice, dict) else {"value": choice}  # the client may pass the update on
-    assert picker["value"] == "all" and [c[1] for c in picker.get("choices", [["all", "all"]])][-1] in ("all", "1")
+    assert picker["value"] == "all" and [c[-1] if isinstance(c, (list, tuple)) else c for c in picker["choices"]] == ["all", "0", "1"]
 
 
 def test_uploads_over_the_size_limit_are_refused(client, upload_files):
