@@ -1,4 +1,4 @@
-"""Integer-kernel CPU inference for trained QAT models (per-tensor activation steps).
+"""Integer-kernel CPU inference for trained QAT models (per-tensor or per-channel activation steps).
 
 `convert_to_int8(model)` replaces every `QConv3d` / `QLinear` by `Int8Conv3d` / `Int8Linear`:
 quantize the input with the learned LSQ+ step and zero point into uint8 codes, run the oneDNN
@@ -12,6 +12,9 @@ to float summation order. b-bit weights (b <= 8) are int8 integers in [-2^(b-1),
 
 Code mapping (LSQ+, spec section 5): code `c = clamp(round(x/a + zr), Qn, Qp)`, value
 `(c - zr) * a`. The kernel gets `u = c - Qn` in [0, 2^b - 1] (uint8) and zero point `zr - Qn`.
+Per-channel steps (the authors' checkpoints) are folded into the weights (`fold_per_channel`):
+the kernel gets the integer codes with step 1 and weights `Wint * a_c * aw_o`, written exactly
+(to float precision) as three int8 terms run in one call.
 The remaining fake quantizers (TSAB q/k/v/softmax, per head) stay float fake quantizers, done
 in place (`FusedFakeQuant`, `Int8TSAB`) with the same arithmetic.
 """
@@ -69,31 +72,161 @@ def quantize_codes(x: torch.Tensor, scale: float, zero_point: int, code_max: int
     return (x / scale).round_().add_(zero_point).clamp_(0, code_max).to(torch.uint8)
 
 
+def _check_layer(layer: nn.Module, name: str) -> None:
+    if float(layer.act.init_state) == 0 or float(layer.init_state) == 0:
+        raise QSCIError(f"{name}: quantizer steps are not initialised (calibrate or load weights first)")
+    if layer.act.bits > 8 or layer.bits > 8:
+        raise QSCIError(f"{name}: {max(layer.act.bits, layer.bits)}-bit layers do not fit int8 kernels")
+
+
 def _act_params(layer: nn.Module, name: str) -> tuple[float, int, int]:
     """(step, kernel zero point, largest code) of a layer's per-tensor input quantizer."""
     act: ActQuantizer = layer.act
-    if act.alpha.numel() != 1:
-        raise QSCIError(
-            f"{name}: per-channel activation steps cannot run on integer kernels; "
-            "use a model built with per_channel_act=False")
-    if float(act.init_state) == 0 or float(layer.init_state) == 0:
-        raise QSCIError(f"{name}: quantizer steps are not initialised (calibrate or load weights first)")
-    if act.bits > 8 or layer.bits > 8:
-        raise QSCIError(f"{name}: {max(act.bits, layer.bits)}-bit layers do not fit int8 kernels")
+    _check_layer(layer, name)
     step, zp, qmin, qmax = act.quant_params()
-    return float(step.reshape(())), int(zp.reshape(())) - qmin, qmax - qmin
+    if step.numel() != 1 and not (bool((step == step[0]).all()) and bool((zp == zp[0]).all())):
+        raise QSCIError(f"{name}: per-channel activation steps need fold_per_channel()")
+    return float(step.reshape(-1)[0]), int(zp.reshape(-1)[0]) - qmin, qmax - qmin
+
+
+def requantize_per_output(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 q, scale (O,)) with w ~ q * scale[o]; scale = max|w_o| / 127 (1 for an all-zero row)."""
+    peak = w.abs().reshape(w.shape[0], -1).amax(dim=1)
+    scale = torch.where(peak > 0, peak / 127, torch.ones_like(peak))
+    shape = [-1] + [1] * (w.ndim - 1)
+    q = (w / scale.reshape(shape)).round().clamp(-127, 127)
+    return q.to(torch.int8), scale
+
+
+def split_int8_terms(w: torch.Tensor, terms: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """w (O, ...) float64 as a sum of `terms` int8 tensors with per-row scales.
+
+    Returns (q (terms*O, ...) int8, scale (terms*O,)): w ~ sum_i q_i * scale_i, term i
+    re-quantizing what the earlier terms left. Each term shrinks the error ~250x: one term leaves
+    up to 1/254 of the row's largest |w|, three terms ~1e-7 of it (float32 precision).
+    """
+    shape = [-1] + [1] * (w.ndim - 1)
+    qs, ss = [], []
+    rest = w.double()
+    for _ in range(max(1, int(terms))):
+        q, s = requantize_per_output(rest)
+        qs.append(q)
+        ss.append(s)
+        rest = rest - q.double() * s.reshape(shape)
+    return torch.cat(qs), torch.cat(ss)
+
+
+def fold_per_channel(layer: nn.Module, name: str = "layer", terms: int = 3) -> dict:
+    """Integer-kernel parameters of a layer whose input quantizer has per-channel steps.
+
+    Fake-quant computes `y_o = b_o + sum_c W_oc (k_c - zr_c) a_c` with W_oc = Wint_oc * aw_o and
+    input codes `k_c = clamp(round(x_c / a_c) + zr_c, qmin, qmax)`. The per-channel step a_c is
+    folded into column c of the weights, `W'_oc = Wint_oc aw_o a_c`, and W' is written as a sum
+    of `terms` int8 tensors with per-output-channel scales (`split_int8_terms`), run as one
+    kernel call with terms*O output channels whose slices are summed. Three terms reproduce W'
+    to float32 precision (the fold is then exact up to float rounding); one term is the plain
+    int8 re-quantization, whose ~1e-3 relative weight error flips codes that cascade through a
+    low-bit network (measured in docs/int8.md).
+
+    The kernel input is the exact integer `u_c = k_c - zr_c + Z` with one shift Z for all
+    channels (kernel input step 1, zero point Z, so zero padding stays an exact 0): route
+    "shift". When those codes do not fit 0..255 (8-bit codes with differing zero points), the
+    codes are `k_c - qmin`, the kernel zero point is the median of the per-channel ones and the
+    small rest goes into the bias, plus an exact correction of border taps for padded convs:
+    route "bias".
+    """
+    _check_layer(layer, name)
+    step, zp, qmin, qmax = layer.act.quant_params()
+    a, zr = step.double().reshape(-1), zp.double().reshape(-1)
+    wq, ws = layer.int_weight()
+    shape = [1] * wq.ndim
+    shape[1] = -1  # input channels: dim 1 of conv and linear weights
+    wf = wq.double() * ws.double().reshape([-1] + [1] * (wq.ndim - 1)) * a.reshape(shape)
+    q, s = split_int8_terms(wf, terms)
+    z_shift = int(zr.max()) - qmin
+    top = qmax - int(zr.min()) + z_shift
+    out = {"weight_int": q, "weight_scale": s.float(), "terms": max(1, int(terms)), "step": a,
+           "qmin": qmin, "qmax": qmax}
+    if top <= 255:
+        out.update(route="shift", x_zp=z_shift, offset=torch.full_like(a, z_shift),
+                   lo=(qmin - zr + z_shift), hi=(qmax - zr + z_shift))
+    else:
+        z_c = zr - qmin  # code of a real 0 in channel c (may lie outside 0..255)
+        zk = int(min(max(round(float(z_c.median())), 0), 255))
+        wdeq = q.double() * s.double().reshape([-1] + [1] * (q.ndim - 1))
+        wdeq = wdeq.reshape(out["terms"], -1, *wq.shape[1:]).sum(dim=0)  # (O, C, *k)
+        kz = (wdeq * (z_c - zk).reshape(shape)).sum(dim=1, keepdim=True)  # (O, 1, *k)
+        out.update(route="bias", x_zp=zk, offset=z_c, lo=torch.zeros_like(zr),
+                   hi=torch.full_like(zr, qmax - qmin), zero_kernel=kz)
+    return out
+
+
+def quantize_codes_per_channel(x: torch.Tensor, step: torch.Tensor, offset: torch.Tensor, lo: torch.Tensor,
+                               hi: torch.Tensor, axis: int, zp: int | None = None) -> torch.Tensor:
+    """uint8 `clamp(round(x_c / step_c) + offset_c, lo_c, hi_c)` along `axis`, memory format kept.
+
+    `zp` (one value for all channels, 0..255) takes torch's fused quantize_per_channel pass.
+    """
+    x = x.float()
+    ax = axis % x.ndim
+    view = [1] * x.ndim
+    view[ax] = -1
+    if zp is not None and 0 <= zp <= 255:
+        zps = torch.full((step.numel(),), zp, dtype=torch.long)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            u = torch.quantize_per_channel(x, step, zps, ax, torch.quint8).int_repr()
+    else:
+        u = (x / step.float().reshape(view)).round_().add_(offset.float().reshape(view))
+        u = u.clamp_(0, 255).to(torch.uint8)
+    lo8, hi8 = lo.to(torch.uint8).reshape(view), hi.to(torch.uint8).reshape(view)
+    if bool((lo == lo[0]).all()) and bool((hi == hi[0]).all()):
+        return u.clamp_(int(lo[0]), int(hi[0]))
+    return u.clamp_(min=lo8, max=hi8)
 
 
 class _Int8Base(nn.Module):
-    """Shared state: integer weights, steps, input quantization parameters, float bias."""
+    """Shared state: integer weights, steps, input quantization parameters, float bias.
 
-    def _setup(self, layer: nn.Module, name: str, kernel: str) -> None:
-        self.x_scale, self.x_zp, self.code_max = _act_params(layer, name)
-        wq, ws = layer.int_weight()
+    Per-tensor input steps: codes `clamp(round(x/a) + zr, ...) - qmin`, kernel step a. Per-channel
+    steps (the authors' files): the steps are folded into the weights (`fold_per_channel`), the
+    kernel sees integer codes with step 1.
+    """
+
+    cin_axis = 1
+
+    def _setup(self, layer: nn.Module, name: str, kernel: str, terms: int = 3,
+               has_padding: bool = False) -> None:
         self.bits = int(layer.bits)
-        self.register_buffer("weight_int", wq.to(torch.int8))
-        self.register_buffer("weight_scale", ws.float())
-        self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().float().clone())
+        bias = None if layer.bias is None else layer.bias.detach().double().clone()
+        self.route, self.terms, self.out_channels = "per-tensor", 1, int(layer.weight.shape[0])
+        step, zp, _, _ = layer.act.quant_params()
+        if step.numel() == 1 or (bool((step == step[0]).all()) and bool((zp == zp[0]).all())):
+            self.x_scale, self.x_zp, self.code_max = _act_params(layer, name)
+            wq, ws = layer.int_weight()
+            wq, ws = wq.to(torch.int8), ws.float()
+        else:
+            f = fold_per_channel(layer, name, terms)
+            self.route, self.terms = f["route"], f["terms"]
+            self.x_scale, self.x_zp, self.code_max = 1.0, int(f["x_zp"]), int(f["hi"].max())
+            wq, ws = f["weight_int"], f["weight_scale"]
+            self.register_buffer("x_step", f["step"].double())
+            self.register_buffer("x_offset", f["offset"].double())
+            self.register_buffer("x_lo", f["lo"].double())
+            self.register_buffer("x_hi", f["hi"].double())
+            kz = f.get("zero_kernel")
+            if kz is not None:  # zero points' part: constant in the interior (into the bias) ...
+                const = kz.reshape(kz.shape[0], -1).sum(dim=1)
+                bias = -const if bias is None else bias - const
+                if has_padding:  # ... and a border correction where padding drops taps
+                    self.register_buffer("zero_kernel", kz.float())
+            if self.terms > 1 and bias is not None:  # the bias rides on the first term's outputs
+                bias = torch.cat([bias, bias.new_zeros((self.terms - 1) * bias.numel())])
+        if bias is not None:
+            bias = bias.float()
+        self.register_buffer("weight_int", wq)
+        self.register_buffer("weight_scale", ws)
+        self.register_buffer("bias", bias)
         self.register_buffer("w_zp", torch.zeros(wq.shape[0], dtype=torch.long), persistent=False)
         if kernel == "auto":
             kernel = "onednn" if onednn_available() else "reference"
@@ -101,6 +234,37 @@ class _Int8Base(nn.Module):
             raise ValueError(f"unknown kernel {kernel!r}")
         self.kernel = kernel
         self._packed: torch.Tensor | None = None
+
+    @property
+    def per_channel(self) -> bool:
+        return self.route != "per-tensor"
+
+    def codes(self, x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
+        """uint8 kernel input codes of x (channel axis `axis`, default the layer's input axis)."""
+        if not self.per_channel:
+            return quantize_codes(x, self.x_scale, self.x_zp, self.code_max)
+        return quantize_codes_per_channel(
+            x, self.x_step, self.x_offset, self.x_lo, self.x_hi, self.cin_axis if axis is None else axis,
+            zp=self.x_zp if self.route == "shift" else None)
+
+    def _sum_terms(self, y: torch.Tensor, dim: int) -> torch.Tensor:
+        """Add the `terms` output slices of a folded layer (dim = output-channel axis)."""
+        if self.terms == 1:
+            return y
+        o = self.out_channels
+        out = y.narrow(dim, 0, o) + y.narrow(dim, o, o)
+        for i in range(2, self.terms):
+            out.add_(y.narrow(dim, i * o, o))
+        return out
+
+    def _border_correction(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Exact zero-point taps at padded borders (route "bias" with padding): conv of ones."""
+        if getattr(self, "zero_kernel", None) is None:
+            return y
+        ones = torch.ones(1, 1, *x.shape[2:])
+        full = self.zero_kernel.reshape(self.zero_kernel.shape[0], -1).sum(dim=1).reshape(1, -1, 1, 1, 1)
+        inside = F.conv3d(ones, self.zero_kernel, None, self.stride, self.padding, self.dilation)
+        return y.add_(full - inside)
 
     def _dequant_input(self, u: torch.Tensor) -> torch.Tensor:
         return (u.float() - self.x_zp) * self.x_scale
@@ -110,46 +274,48 @@ class _Int8Base(nn.Module):
         return self.weight_int.float() * self.weight_scale.reshape(shape)
 
     def extra_repr(self) -> str:
-        return (f"bits={self.bits}, x_scale={self.x_scale:.4g}, x_zp={self.x_zp}, "
+        return (f"bits={self.bits}, route={self.route}, terms={self.terms}, x_scale={self.x_scale:.4g}, x_zp={self.x_zp}, "
                 f"codes=0..{self.code_max}, kernel={self.kernel}")
 
 
 class Int8Conv3d(_Int8Base):
     """QConv3d on integer kernels: quantize input -> u8 x s8 conv -> fp32 (channels_last_3d)."""
 
-    def __init__(self, layer: QConv3d, name: str = "conv", kernel: str = "auto"):
+    def __init__(self, layer: QConv3d, name: str = "conv", kernel: str = "auto", terms: int = 3):
         super().__init__()
         if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
             raise QSCIError(f"{name}: only zero padding given as numbers is supported")
         self.stride, self.padding = list(layer.stride), list(layer.padding)
         self.dilation, self.groups = list(layer.dilation), int(layer.groups)
-        self._setup(layer, name, kernel)
+        if self.groups != 1 and layer.act.alpha.numel() > 1:
+            raise QSCIError(f"{name}: grouped convs with per-channel steps are not supported")
+        self._setup(layer, name, kernel, terms, has_padding=any(p > 0 for p in self.padding))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, T, H, W) -> (B, Cout, T', H', W')
-        u = quantize_codes(x, self.x_scale, self.x_zp, self.code_max)
+        u = self.codes(x)
         if self.kernel == "reference":
-            return F.conv3d(self._dequant_input(u), self._dequant_weight(), self.bias,
-                            self.stride, self.padding, self.dilation, self.groups)
-        if self._packed is None:
-            self._packed = torch.ops.onednn.qconv_prepack(
-                self.weight_int, self.weight_scale, self.x_scale, self.x_zp, self.stride,
-                self.padding, self.dilation, self.groups, None)
-        u = u.contiguous(memory_format=torch.channels_last_3d)
-        return torch.ops.onednn.qconv3d_pointwise(
-            u, self.x_scale, self.x_zp, self._packed, self.weight_scale, self.w_zp, self.bias,
-            self.stride, self.padding, self.dilation, self.groups, 1.0, 0, torch.float32, "none", [], "")
+            y = F.conv3d(self._dequant_input(u), self._dequant_weight(), self.bias,
+                         self.stride, self.padding, self.dilation, self.groups)
+        else:
+            if self._packed is None:
+                self._packed = torch.ops.onednn.qconv_prepack(
+                    self.weight_int, self.weight_scale, self.x_scale, self.x_zp, self.stride,
+                    self.padding, self.dilation, self.groups, None)
+            u = u.contiguous(memory_format=torch.channels_last_3d)
+            y = torch.ops.onednn.qconv3d_pointwise(
+                u, self.x_scale, self.x_zp, self._packed, self.weight_scale, self.w_zp, self.bias,
+                self.stride, self.padding, self.dilation, self.groups, 1.0, 0, torch.float32, "none", [], "")
+        return self._border_correction(self._sum_terms(y, 1), x)
 
 
 class Int8Linear(_Int8Base):
     """QLinear on integer kernels: quantize input -> u8 x s8 matmul -> fp32."""
 
-    def __init__(self, layer: QLinear, name: str = "linear", kernel: str = "auto"):
-        super().__init__()
-        self._setup(layer, name, kernel)
+    cin_axis = -1
 
-    def codes(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 input codes of x, any shape (quantize before a layout copy: 4x fewer bytes)."""
-        return quantize_codes(x, self.x_scale, self.x_zp, self.code_max)
+    def __init__(self, layer: QLinear, name: str = "linear", kernel: str = "auto", terms: int = 3):
+        super().__init__()
+        self._setup(layer, name, kernel, terms)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out)
         lead = x.shape[:-1]
@@ -165,7 +331,7 @@ class Int8Linear(_Int8Base):
             y = torch.ops.onednn.qlinear_pointwise(
                 u.contiguous(), self.x_scale, self.x_zp, self._packed, self.weight_scale, self.w_zp,
                 self.bias, 1.0, 0, torch.float32, "none", [], "")
-        return y
+        return self._sum_terms(y, -1)
 
 
 class FusedFakeQuant(nn.Module):
@@ -222,7 +388,7 @@ class Int8TSAB(nn.Module):
         n, d = b * h * w, self.inner // self.heads
         ints = isinstance(self.qkv, Int8Linear) and isinstance(self.proj, Int8Linear)
         if ints:  # quantize first, then move uint8 codes (not fp32) into token order
-            u = self.qkv.codes(x).permute(0, 3, 4, 2, 1).reshape(n * t, g)
+            u = self.qkv.codes(x, axis=1).permute(0, 3, 4, 2, 1).reshape(n * t, g)
             qkv = self.qkv.forward_codes(u)  # (N*T, 3*inner), fresh buffer
         else:
             qkv = self.qkv(x.permute(0, 3, 4, 2, 1).reshape(n, t, g)).reshape(n * t, 3 * self.inner)
@@ -236,7 +402,11 @@ class Int8TSAB(nn.Module):
         attn = self.attn_act(attn.div_(attn.sum(dim=-1, keepdim=True)))
         out = torch.matmul(attn, v)  # (N, heads, T, d)
         if ints:
-            out = self.proj.forward_codes(self.proj.codes(out).transpose(1, 2).reshape(n * t, self.inner))
+            if self.proj.per_channel:  # channels are (head, d): token order first, then codes
+                u = self.proj.codes(out.transpose(1, 2).reshape(n * t, self.inner))
+            else:
+                u = self.proj.codes(out).transpose(1, 2).reshape(n * t, self.inner)
+            out = self.proj.forward_codes(u)
         else:
             out = self.proj(out.transpose(1, 2).reshape(n, t, self.inner))  # (N, T, g)
         return out.reshape(b, h, w, t, g).permute(0, 4, 3, 1, 2)
@@ -254,41 +424,44 @@ class ActQuantizerParams:
         self.lo, self.hi = torch.full((n,), float(qmin)), torch.full((n,), float(qmax))
 
 
-def convert_to_int8(model: nn.Module, kernel: str = "auto", inplace: bool = False) -> nn.Module:
+def convert_to_int8(model: nn.Module, kernel: str = "auto", inplace: bool = False, terms: int = 3) -> nn.Module:
     """Integer-kernel copy of a calibrated QAT model, in eval mode.
 
     Every QConv3d / QLinear becomes Int8Conv3d / Int8Linear, every other ActQuantizer a
-    FusedFakeQuant; everything else (LeakyReLU, attention, pixel shuffle) stays float. Raises
-    QSCIError for per-channel activation quantizers, uninitialised steps or > 8 bits.
-    `kernel="reference"` runs the same integer arithmetic with float convs (for checking).
+    FusedFakeQuant; everything else (LeakyReLU, attention, pixel shuffle) stays float. Layers
+    with per-channel activation steps (the authors' checkpoints) have the steps folded into
+    their weights as `terms` int8 terms (`fold_per_channel`; 3 = exact to float precision, 1 =
+    plain re-quantization, faster and approximate). The top-level module and its forward stay
+    (a residual or any other wrapper logic keeps working). Raises QSCIError for uninitialised
+    steps or > 8 bits. `kernel="reference"` runs the same integer arithmetic with float convs.
     """
     if isinstance(model, (QConv3d, QLinear)):
         raise QSCIError("convert_to_int8 needs a model that contains quantized layers, not a layer")
     if not inplace:
         model = copy.deepcopy(model)
-    _replace_children(model.eval(), "", kernel)
+    _replace_children(model.eval(), "", kernel, terms)
     if not int8_layers(model):
         raise QSCIError("model has no QConv3d / QLinear layers: int8 needs a quantized (Q-SCI) model")
     return model
 
 
-def _replace_children(parent: nn.Module, prefix: str, kernel: str) -> None:
+def _replace_children(parent: nn.Module, prefix: str, kernel: str, terms: int) -> None:
     for child_name, child in list(parent.named_children()):
         full = prefix + child_name
         if isinstance(child, QConv3d):
-            setattr(parent, child_name, Int8Conv3d(child, full, kernel))
+            setattr(parent, child_name, Int8Conv3d(child, full, kernel, terms))
         elif isinstance(child, QLinear):
-            setattr(parent, child_name, Int8Linear(child, full, kernel))
+            setattr(parent, child_name, Int8Linear(child, full, kernel, terms))
         elif _is_quantized_tsab(child):
             fast = Int8TSAB(child)  # takes the float quantizers first, then its linears convert
-            _replace_children(fast, full + ".", kernel)
+            _replace_children(fast, full + ".", kernel, terms)
             setattr(parent, child_name, fast)
         elif isinstance(child, ActQuantizer):
             if float(child.init_state) == 0:
                 raise QSCIError(f"{full}: quantizer step is not initialised")
             setattr(parent, child_name, FusedFakeQuant(child))
         else:
-            _replace_children(child, full + ".", kernel)
+            _replace_children(child, full + ".", kernel, terms)
 
 
 def _is_quantized_tsab(module: nn.Module) -> bool:
