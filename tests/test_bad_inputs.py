@@ -126,7 +126,7 @@ def test_real_cli_subprocesses_exit_2_with_one_line_within_the_limit(tmp_path):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_upload_handler_raises_gr_error_with_the_cli_message(case, tmp_path, capsys):
-    gr = pytest.importorskip("gradio")
+    import gradio as gr
     from ui import events
 
     expected = _cli_message(case, tmp_path, capsys)
@@ -138,7 +138,7 @@ def test_upload_handler_raises_gr_error_with_the_cli_message(case, tmp_path, cap
 
 @pytest.mark.parametrize("case_id", ["bomb-npz", "mat73-char", "gt-one-frame", "size-mismatch"])
 def test_upload_api_handler_raises_gr_error_before_reconstructing(case_id, tmp_path, capsys):
-    gr = pytest.importorskip("gradio")
+    import gradio as gr
     from ui import events
 
     case = next(c for c in CASES if c["id"] == case_id)

@@ -261,7 +261,7 @@ def test_app_work_folders_expire_and_gradio_cache_is_cleaned(tmp_path, monkeypat
     import os
     import time
 
-    handlers = pytest.importorskip("ui.handlers")
+    from ui import handlers
     monkeypatch.setattr(handlers, "_WORK_ROOT", tmp_path / "qsci-app")
     old = handlers.new_workdir()
     (old / "recon.npz").write_bytes(b"x")
