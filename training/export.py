@@ -2,6 +2,7 @@
 
     python -m training.export pack --run runs/t_qat4 --name qsci-t-4bit --command-file runs/t_qat4.cmd
     python -m training.export measure [--names qsci-t-4bit,...]   # runs `python -m qsci evaluate`
+    python -m training.export curve --name qsci-t-gap-fp32 --run runs/t_gap_fp32 [--start step0.json]
 
 `pack` writes `checkpoints/<name>.pt` (integer codes at the model's bit width; fp32 for the
 full-precision model) and its manifest entry (sizes, complexity, training provenance). `measure`
@@ -152,6 +153,58 @@ def measure(names: list[str] | None) -> None:
         save_manifest(manifest)
 
 
+def curve(name: str, runs: list[Path], start: Path | None) -> dict:
+    """Samples seen vs benchmark PSNR of one model over its training stages -> checkpoints/ + a plot.
+
+    Each stage's evaluation lines (`python -m qsci evaluate` protocol, logged by training.train)
+    are appended to `checkpoints/learning_curve.json` under `name`; samples count on from the
+    stages already recorded there. `start`: an evaluate JSON of the model before training.
+    """
+    path = checkpoints_dir() / "learning_curve.json"
+    curves = json.loads(path.read_text()) if path.is_file() else {}
+    points = curves.get(name, [])
+    if start is not None and not points:
+        res = json.loads(start.read_text())
+        points.append({"samples": 0, "psnr": res["mean"]["psnr"], "ssim": res["mean"]["ssim"], "run": "start"})
+    for run in runs:
+        if any(p["run"] == str(run) for p in points):
+            continue  # recorded already: the command can be repeated safely
+        offset = max((p["samples"] for p in points), default=0)
+        batch = int(json.loads((run / "config.json").read_text()).get("batch", 1))
+        for line in (run / "log.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            if "eval" in rec:
+                ev = rec["eval"]["mean"]
+                points.append({"samples": offset + rec["step"] * batch, "psnr": ev["psnr"], "ssim": ev["ssim"],
+                               "run": str(run)})
+    curves[name] = points
+    path.write_text(json.dumps(curves, indent=2) + "\n")
+    _plot_curves(curves, load_manifest().get("gap_tv"))
+    return curves
+
+
+def _plot_curves(curves: dict, gap: dict | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
+    for name, pts in curves.items():
+        ax.plot([p["samples"] for p in pts], [p["psnr"] for p in pts], "o-", label=name)
+    if gap:
+        ax.axhline(gap["quantized_sci"]["mean"]["psnr"], color="gray", ls="--", label="GAP-TV (no training)")
+    ax.set_xlabel("training samples seen (this family)")
+    ax.set_ylabel("mean PSNR, Drop8/Runner8/Traffic (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = checkpoints_dir().parent / "assets" / "learning_curve.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+
+
 def markdown_table(manifest: dict) -> str:
     """The README's zoo table, straight from the manifest (no number typed by hand)."""
     from qsci.published import QSCI_PAPER, published_psnr
@@ -194,12 +247,19 @@ def main(argv: list[str] | None = None) -> int:
     ms = sub.add_parser("measure", help="evaluate manifest models with the CLI and record the scores")
     ms.add_argument("--names", default="", help="comma-separated subset (default: all, plus gap-tv)")
     sub.add_parser("table", help="print the README's zoo table (markdown) from the manifest")
+    cv = sub.add_parser("curve", help="append a run's evaluations to checkpoints/learning_curve.json (+ plot)")
+    cv.add_argument("--name", required=True)
+    cv.add_argument("--run", type=Path, action="append", required=True, help="a stage's run folder, in order")
+    cv.add_argument("--start", type=Path, default=None, help="evaluate JSON of the model before training")
     args = p.parse_args(argv)
     if args.cmd == "pack":
         entry = pack(args.run, args.name, args.command_file, args.commit_file, args.earlier_run)
         print(json.dumps({k: entry[k] for k in ("name", "bits", "params", "bops", "size_bytes", "samples_seen")}))
     elif args.cmd == "table":
         print(markdown_table(load_manifest()))
+    elif args.cmd == "curve":
+        pts = curve(args.name, args.run, args.start)[args.name]
+        print("\n".join(f"{p['samples']:>8d} samples  {p['psnr']:.2f} dB" for p in pts))
     else:
         measure([n for n in args.names.split(",") if n] or None)
     return 0
