@@ -1,10 +1,14 @@
 """CPU latency benchmark of one measurement's reconstruction, and the int8 agreement check.
 
-`benchmark(name, backend, ...)` times the network forward from `x0` (B=1) under
-`torch.inference_mode()`: warm-up runs, then the median of `repeats` runs, plus the process's
-peak resident memory. Models without trained weights run with random weights and quantizer steps
-calibrated on one synthetic batch, and the result says so (`"weights": "random"`). Where the
-zoo has a checkpoint for the name, that model is timed instead (`"trained"`).
+`benchmark(name, backend, ...)` times the runner object the engine and the app use
+(`qsci.zoo.load_runner` / `qsci.runners.NetworkRunner`, `make_runner`) on one synthetic
+measurement: `runner(meas, mask)`, i.e. network input or initial estimate, the network on the
+runner's backend (int8 conversion, channels-last fp32, bf16 autocast: the runner's own set-up),
+tiling and any data-consistency step. Warm-up runs, then the median of `repeats` runs, plus the
+process's peak resident memory. Models without trained weights run with random weights and
+quantizer steps calibrated on one synthetic batch, and the result says so (`"weights": "random"`).
+Where the zoo has a checkpoint for the name, that model is timed instead (`"trained"`).
+`prepare_backend` (own casts, contiguous or channels-last) is kept for kernel-level comparisons.
 
 Process set-up shared by every backend (so comparisons stay fair): glibc is told to keep freed
 memory instead of unmapping it (otherwise every large activation is page-faulted in again, which
@@ -76,6 +80,41 @@ def calibrate(model: nn.Module, size: tuple[int, int, int] = (8, 32, 32), seed: 
     x0, _, _ = synthetic_batch(size, seed)
     model(x0)
     return model
+
+
+def make_runner(name: str, backend: str, size: tuple[int, int, int]):
+    """(runner, "trained"|"random"): the runner object the engine and the app use for `name`.
+
+    Zoo methods with weights come from `qsci.zoo.load_runner` (the engine's cached runner);
+    names without trained weights get a `qsci.runners.NetworkRunner` around a calibrated random
+    model (`load_for_bench`). Either way the backend set-up (int8 conversion, channels-last,
+    bf16 autocast) is the runner's own, so bench and app time the same code.
+    """
+    from qsci.runners import GapTVRunner, NetworkRunner
+
+    if name == "gap-tv":
+        return GapTVRunner(), "none"
+    try:
+        from qsci import zoo
+
+        info = zoo.get_method(name)
+    except (ImportError, QSCIError):
+        info = None
+    if info is not None and info.source != "classical" and info.available:
+        return zoo.load_runner(name, backend), "trained"
+    model, weights = load_for_bench(name, size)
+    return NetworkRunner(name, model, backend=backend, weights=weights), weights
+
+
+def runner_label(runner) -> str:
+    """Backend as timed: int8 / int8-reference / fakequant / fp32-cl / bf16-cl / numpy-fp32."""
+    backend = runner.backend
+    if backend == "int8":
+        from qsci.quant.intkernels import int8_layers
+
+        layers = int8_layers(runner.model)
+        return "int8" if layers and layers[0].kernel == "onednn" else "int8-reference"
+    return backend + "-cl" if backend in ("fp32", "bf16") else backend
 
 
 def prepare_backend(model: nn.Module, backend: str, channels_last: bool = False) -> tuple[Callable, str]:
@@ -167,22 +206,22 @@ def benchmark(name: str, backend: str = "fp32", threads: int = 2, size: tuple[in
     return {"model": name, "backend": used, "median_s": statistics.median(times),
             "times_s": [round(t, 4) for t in times], "peak_rss_mb": round(peak_rss_mb(), 1),
             "weights": weights, "threads": threads, "size": list(size), "allocator_tuned": tuned,
+            "timed": "runner(meas, mask): the engine's runner object for one measurement",
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
 
 
 def _run(name: str, backend: str, size: tuple[int, int, int], repeats: int, warmup: int,
          channels_last: bool) -> tuple[list[float], str, str]:
-    x0, y, mask = synthetic_batch(size)
-    with torch.inference_mode():
-        if name == "gap-tv":
-            from qsci.solvers.gaptv import gap_tv
+    """Time `runner(meas, mask)` for one measurement: what the engine and the app run per method.
 
-            fn, used, weights = (lambda: gap_tv(y[None], mask)), "numpy-fp32", "none"
-        else:
-            model, weights = load_for_bench(name, size)
-            forward, used = prepare_backend(model, backend, channels_last)
-            fn = lambda: forward(x0)  # noqa: E731
-        return time_runs(fn, repeats, warmup), used, weights
+    `channels_last` is accepted for compatibility and has no effect: the runner picks the memory
+    format (channels-last for fp32/bf16), as it does in the app.
+    """
+    _x0, y, mask = synthetic_batch(size)
+    runner, weights = make_runner(name, backend, size)
+    meas = y[None]
+    fn = lambda: runner(meas, mask)  # noqa: E731
+    return time_runs(fn, repeats, warmup), runner_label(runner), weights
 
 
 def int8_agreement(model: nn.Module, scenes: Iterable = ("drop8", "runner8", "traffic"),

@@ -57,3 +57,44 @@ def test_cli_writes_json(tmp_path, capsys):
     assert "median" in capsys.readouterr().out
     assert main(["bench", "--model", "nope", "--size", "16x16x8"]) == 2
     assert "unknown" in capsys.readouterr().err
+
+
+def test_bench_times_the_engine_runner(monkeypatch):
+    """bench calls NetworkRunner.__call__ (the engine's code path), once per warm-up and repeat."""
+    from qsci.runners import NetworkRunner
+
+    calls = []
+    orig = NetworkRunner.__call__
+
+    def spy(self, meas, mask, progress=None):
+        calls.append((self.backend, meas.shape, mask.shape))
+        return orig(self, meas, mask, progress)
+
+    monkeypatch.setattr(NetworkRunner, "__call__", spy)
+    r = benchmark("qsci-t-4bit", "int8", threads=1, size=(8, 16, 16), repeats=2, warmup=1)
+    assert calls == [("int8", (1, 16, 16), (8, 16, 16))] * 3 and r["backend"] == "int8"
+    calls.clear()
+    r = benchmark("qsci-t-fp32", "bf16", threads=1, size=(8, 16, 16), repeats=1, warmup=0)
+    assert calls == [("bf16", (1, 16, 16), (8, 16, 16))] and r["backend"] == "bf16-cl"
+
+
+def test_bench_uses_the_zoo_runner_for_trained_models(monkeypatch):
+    """A zoo method with weights is timed through qsci.zoo.load_runner (the app's cached runner)."""
+    import numpy as np
+
+    from qsci import zoo
+
+    class FakeRunner:
+        backend, model = "fp32", None
+
+        def __call__(self, meas, mask, progress=None):
+            return np.zeros((len(meas), *mask.shape), np.float32)
+
+    class Info:
+        source, available = "ours", True
+
+    asked = []
+    monkeypatch.setattr(zoo, "get_method", lambda name: Info())
+    monkeypatch.setattr(zoo, "load_runner", lambda name, backend="auto", checkpoint=None: asked.append((name, backend)) or FakeRunner())
+    r = benchmark("qsci-t-fp32", "fp32", threads=1, size=(8, 16, 16), repeats=1, warmup=0)
+    assert asked == [("qsci-t-fp32", "fp32")] and r["weights"] == "trained" and r["backend"] == "fp32-cl"
