@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 
 from qsci.errors import QSCIError
+from qsci.models import ModelConfig, build_model  # layer 2: the networks counted here
+from qsci.models.blocks import TSAB
 from qsci.quant.lsq import QLayerMixin
 
 FP_BITS = 32
@@ -80,7 +82,7 @@ def _count_macs(model: nn.Module, t: int) -> list[dict]:
     records: list[dict] = []
     hooks = []
     for name, m in probe.named_modules():
-        if isinstance(m, (nn.Conv3d, nn.Linear)) or type(m).__name__ == "TSAB":
+        if isinstance(m, (nn.Conv3d, nn.Linear, TSAB)):
             hooks.append(m.register_forward_hook(
                 lambda mod, i, o, n=name: records.extend(_layer_record(n, mod, i[0], o))))
     with torch.no_grad():
@@ -102,8 +104,6 @@ def _fp_reference(model: nn.Module) -> nn.Module | None:
     cfg = getattr(model, "config", None)
     if cfg is None or cfg.bits == FP_BITS:
         return None
-    from qsci.models import ModelConfig, build_model  # layer-2 sibling, imported lazily
-
     return build_model(ModelConfig.from_dict({**cfg.to_dict(), "bits": FP_BITS}))
 
 

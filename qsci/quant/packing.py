@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from qsci import models  # layer 2: packed files rebuild their network from the stored config
 from qsci.errors import InputFileError, QSCIError
 from qsci.quant.lsq import QConv3d, QLinear, signed_range
 
@@ -178,6 +179,4 @@ def load_packed_model(path: str | Path) -> nn.Module:
     packed = read_packed(path)
     if not packed.get("config"):
         raise InputFileError(path, "packed checkpoint has no model config; use unpack_into")
-    from qsci import models  # layer 2 sibling, imported late to keep packing importable alone
-
     return unpack_into(models.build_model(dict(packed["config"])), packed).eval()
