@@ -95,6 +95,29 @@ def list_methods() -> list[MethodInfo]:
     return [GAP_TV, *_ours(), *_official()]
 
 
+def benchmark_psnr(info: MethodInfo) -> float | None:
+    """Measured mean PSNR (Q-SCI mask, `python -m qsci evaluate`) of a method, if recorded."""
+    if info.name == GAP_TV.name:
+        block = read_manifest().get("gap_tv", {}).get("quantized_sci")
+    else:
+        block = info.metrics.get("quantized_sci")
+    return float(block["mean"]["psnr"]) if block else None
+
+
+def recommended_methods() -> list[str]:
+    """What front ends select by default: GAP-TV, plus each bit width's best model of ours that
+    is available and measured at or above GAP-TV (the old end-to-end models are not, so the
+    warm-start family takes their place as soon as its checkpoints are here)."""
+    base = benchmark_psnr(GAP_TV)
+    best: dict[int, tuple[float, str]] = {}
+    for m in _ours():
+        score = benchmark_psnr(m)
+        if m.available and score is not None and (base is None or score >= base):
+            if score > best.get(m.bits, (-1e9, ""))[0]:
+                best[m.bits] = (score, m.name)
+    return [GAP_TV.name] + [best[b][1] for b in sorted(best, reverse=True)]
+
+
 def architecture_names() -> list[str]:
     from qsci.models import list_models
 
