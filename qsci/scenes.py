@@ -18,6 +18,9 @@ REAL_SCENES = tuple(
     f"real-{n}-cr{cr}" for cr in (10, 20, 30, 40, 50) for n in ("duomino", "hand", "pendulumBall", "waterBalloon")
 )
 EVAL_MASK = "quantized_sci_mask"
+REAL_MASK_NOTE = ("real-camera scenes need the authors' camera mask real_mask.mat, which is not in the public "
+                  "data folder: it is downloaded on first use where there is network (python -m qsci fetch "
+                  "real_mask), and without network these scenes cannot run")
 EMBEDDED_MASK_SEED = 2024
 
 
@@ -27,6 +30,22 @@ class SceneInfo:
     kind: str  # "benchmark" | "real" | "embedded"
     available: bool
     description: str = ""
+    missing: tuple[str, ...] = ()  # file names that are neither in the data folder nor in the cache
+
+    @property
+    def reason(self) -> str:
+        """Why the missing files are missing and how they arrive ('' when nothing is missing)."""
+        if self.available:
+            return ""
+        if "real_mask.mat" in self.missing:
+            return REAL_MASK_NOTE
+        return ("downloaded when you press Reconstruct where there is network (or `python -m qsci fetch --all`, "
+                "or put the file into QSCI_DATA_DIR)")
+
+    @property
+    def status(self) -> str:
+        """'on disk', or 'needs download: real_mask.mat' naming exactly the missing files."""
+        return "on disk" if self.available else "needs download: " + ", ".join(self.missing)
 
 
 @dataclass
@@ -49,20 +68,25 @@ def _embedded_names() -> list[str]:
     return list_embedded_scenes()
 
 
-def list_scenes() -> list[SceneInfo]:
-    """Every named scene with whether it can be loaded right now without a download."""
+def _file_name(registry_name: str) -> str:
     from qsci import data
 
-    scenes = [
-        SceneInfo(s, "benchmark", data.is_available(s), f"benchmark scene {s} (grayscale, 256x256, CR 8)")
-        for s in BENCHMARK_SCENES
-    ]
+    return Path(data.get(registry_name).relpath).name
+
+
+def list_scenes() -> list[SceneInfo]:
+    """Every named scene, whether it loads right now without a download, and which files are missing."""
+    from qsci import data
+
+    scenes = []
+    for s in BENCHMARK_SCENES:
+        here = data.is_available(s)
+        scenes.append(SceneInfo(s, "benchmark", here, f"benchmark scene {s} (grayscale, 256x256, CR 8)",
+                                () if here else (_file_name(s),)))
     real_mask = data.is_available("real_mask")
     for s in REAL_SCENES:
-        scenes.append(SceneInfo(
-            s, "real", data.is_available(s) and real_mask,
-            f"real CACTI snapshot {s} (512x512)" + ("" if real_mask else "; needs real_mask.mat (fetched on demand)"),
-        ))
+        missing = tuple(_file_name(n) for n, here in ((s, data.is_available(s)), ("real_mask", real_mask)) if not here)
+        scenes.append(SceneInfo(s, "real", not missing, f"real CACTI snapshot {s} (512x512)", missing))
     scenes += [SceneInfo(s, "embedded", True, "embedded clip (always available)") for s in _embedded_names()]
     return scenes
 

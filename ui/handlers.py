@@ -67,7 +67,7 @@ def scene_choices() -> tuple[list[tuple[str, str]], str | None]:
     from qsci.scenes import list_scenes
 
     scenes = list_scenes()
-    out = [(f"{s.name} ({s.kind})" + ("" if s.available else " — fetched on demand"), s.name) for s in scenes]
+    out = [(f"{s.name} ({s.kind})" + ("" if s.available else f" — {s.status}"), s.name) for s in scenes]
     ready = [s for s in scenes if s.available]
     default = next((s.name for s in ready if s.kind == "benchmark"), ready[0].name if ready else None)
     return out, default
@@ -80,7 +80,7 @@ def scene_note(name: str | None) -> str:
     info = next((s for s in list_scenes() if s.name == name), None)
     if info is None:
         return ""
-    where = "on disk" if info.available else "not on disk: downloaded when you press Reconstruct (needs internet)"
+    where = "on disk" if info.available else f"{info.status} ({info.reason})"
     return f"{info.description} — {where}"
 
 

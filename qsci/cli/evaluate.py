@@ -10,7 +10,9 @@ def add_arguments(p):
     p.add_argument("--mask", default="quantized_sci", help="quantized_sci, random[:SEED], or a mask file")
     p.add_argument("--backend", default="auto", help="auto, fp32, bf16, int8 or fakequant")
     p.add_argument("--checkpoint", default=None, help="use the weights in this file")
-    p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="also write the JSON result to OUT")
+    from qsci.cli._common import add_json_argument
+
+    add_json_argument(p)  # the result is JSON either way; --json FILE also writes it to FILE
 
 
 def run(args) -> int:
@@ -20,5 +22,5 @@ def run(args) -> int:
     scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
     result = evaluate(args.model, scenes, mask=args.mask, backend=args.backend, checkpoint=args.checkpoint, progress=stderr_progress)
     stderr_progress(1.0, "done")
-    emit_json(result, args.json_out)
+    emit_json(result, args.json)
     return 0

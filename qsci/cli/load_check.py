@@ -1,24 +1,71 @@
-"""`python -m qsci load-check FILE`: does a checkpoint load strictly into its model?"""
+"""`python -m qsci load-check --checkpoint FILE`: does a checkpoint load strictly into its model?"""
 
 from __future__ import annotations
 
 import argparse
 
 NAME = "load-check"
-HELP = "Check that a checkpoint (the authors' or ours) loads strictly; prints JSON."
+HELP = ("Check that a checkpoint (the authors' .pth, or ours: packed checkpoints/*.pt, config + state dict, "
+        "training state) loads strictly; prints JSON.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="a .pth file")
+    from qsci.cli._common import add_json_argument
+
+    p.add_argument("--checkpoint", dest="checkpoint", default=None, metavar="FILE",
+                   help="the weights file (the authors' .pth or one of ours)")
+    p.add_argument("path", nargs="?", default=None, help="the same file, given positionally")
     p.add_argument("--bits", type=int, choices=(2, 3, 4, 8), default=None,
                    help="bit width of a Q-SCI file when the name does not say it")
+    add_json_argument(p)
+
+
+def _packed_report(path: str) -> dict | None:
+    """Report for one of our packed files (checkpoints/*.pt); None when the file is not packed."""
+    import torch
+
+    from qsci.errors import QSCIError
+    from qsci.quant.packing import FORMAT
+
+    try:
+        head = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None  # not ours: the general checker below gives the one-line reason
+    if not (isinstance(head, dict) and head.get("format") == FORMAT):
+        return None
+    from qsci.quant.packing import load_packed_model
+
+    config = dict(head.get("config") or {})
+    try:
+        load_packed_model(path)  # strict: every entry present with its shape (unpack_into)
+    except QSCIError as exc:
+        return {"variant": _variant(config), "format": FORMAT, "ok": False, "error": str(exc)}
+    return {"variant": _variant(config), "format": FORMAT, "config": config,
+            "missing": [], "unexpected": [], "mismatched": [], "ok": True}
+
+
+def _variant(config: dict) -> str:
+    bits = int(config.get("bits", 32))
+    return f"qsci-{config.get('preset', '?')}-" + ("fp32" if bits >= 32 else f"{bits}bit")
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    from qsci.cli._common import emit_json
+    from qsci.errors import QSCIError
 
-    from qsci.models.checkpoints import load_check
+    if args.checkpoint and args.path and args.checkpoint != args.path:
+        raise QSCIError("give the checkpoint once (--checkpoint FILE or FILE), not two different files")
+    path = args.checkpoint or args.path
+    if not path:
+        raise QSCIError("name the checkpoint: python -m qsci load-check --checkpoint FILE")
+    from pathlib import Path
 
-    report = load_check(args.path, bits=args.bits)
-    print(json.dumps(report, indent=2))
+    if not Path(path).is_file():
+        raise QSCIError(f"{Path(path).name}: checkpoint file not found")
+    report = _packed_report(path)
+    if report is None:
+        from qsci.models.checkpoints import load_check
+
+        report = load_check(path, bits=args.bits)
+    emit_json(report, args.json)
     return 0 if report["ok"] else 1

@@ -5,18 +5,20 @@ HELP = "list reconstruction methods (ours, official, gap-tv) and whether each is
 
 
 def add_arguments(p):
-    p.add_argument("--json", action="store_true", help="print a JSON list")
+    from qsci.cli._common import add_json_argument
+
+    add_json_argument(p)
 
 
 def run(args) -> int:
-    from qsci.cli._common import emit_json
+    from qsci.cli._common import emit_json, print_table
     from qsci.zoo import list_methods
 
     methods = list_methods()
     if args.json:
-        emit_json([m.to_json() for m in methods], None)
+        emit_json([m.to_json() for m in methods], args.json)
         return 0
-    for m in methods:
-        bits = "fp32" if m.bits >= 32 else f"{m.bits}-bit"
-        print(f"{m.name:20s} {bits:6s} {m.source:9s} {'available' if m.available else 'not downloaded':15s} {m.description}")
+    print_table(["name", "bits", "source", "weights", "description"],
+                [[m.name, "fp32" if m.bits >= 32 else f"{m.bits}-bit", m.source,
+                  "available" if m.available else "not downloaded", m.description] for m in methods])
     return 0

@@ -5,17 +5,20 @@ HELP = "list benchmark scenes, real measurements and embedded scenes, and whethe
 
 
 def add_arguments(p):
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from qsci.cli._common import add_json_argument
+
+    add_json_argument(p)
 
 
 def run(args) -> int:
-    from qsci.cli._common import emit_json
+    from qsci.cli._common import emit_json, print_table
     from qsci.scenes import list_scenes
 
     scenes = list_scenes()
     if args.json:
-        emit_json([{"name": s.name, "kind": s.kind, "available": s.available, "description": s.description} for s in scenes], None)
+        emit_json([{"name": s.name, "kind": s.kind, "available": s.available, "missing": list(s.missing),
+                    "description": s.description} for s in scenes], args.json)
         return 0
-    for s in scenes:
-        print(f"{s.name:28s} {s.kind:10s} {'yes' if s.available else 'no (fetch on demand)':22s} {s.description}")
+    print_table(["name", "kind", "local", "description"],
+                [[s.name, s.kind, s.status, s.description] for s in scenes])
     return 0
