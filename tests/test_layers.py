@@ -1,0 +1,204 @@
+"""The import graph follows the layers of docs/CONTRACTS.md (read with `ast`, nothing is imported).
+
+1 foundation: errors, physics, io, metrics, data, scenes and other pure helpers
+2 networks and solvers: quant.lsq, models, solvers
+3 deploy: quant.intkernels, quant.packing, quant.complexity (int8 execution, packed files, counting)
+4 services: zoo, runners, engine, evaluate, bench, plots
+5 front ends: app.py, ui/, qsci/cli/, training/
+
+A module may import its own layer or lower ones. Library modules (layers 1-4) import at module
+level; an import inside a function is a cycle dodged or a dependency hidden, so each remaining one
+is listed in FUNCTION_LEVEL_ALLOWED with its reason, and that list may only shrink. Front ends
+import inside functions on purpose (`qsci --help` and the app start without torch).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ROOTS = ("qsci", "ui", "training", "app")
+
+# module (or package prefix) -> layer; the longest matching entry wins. Package __init__ files
+# listed in EXACT_ONLY do not place their submodules: a new module must be placed explicitly.
+LAYERS = {
+    "qsci": 1, "qsci.errors": 1, "qsci.physics": 1, "qsci.io": 1, "qsci.metrics": 1, "qsci.data": 1,
+    "qsci.scenes": 1, "qsci.synthetic": 1, "qsci.tiling": 1, "qsci.published": 1,
+    "qsci.quant": 2, "qsci.quant.lsq": 2, "qsci.models": 2, "qsci.solvers": 2,
+    "qsci.quant.intkernels": 3, "qsci.quant.packing": 3, "qsci.quant.complexity": 3, "qsci.quant.foldcheck": 3,
+    "qsci.zoo": 4, "qsci.runners": 4, "qsci.engine": 4, "qsci.evaluate": 4, "qsci.bench": 4, "qsci.plots": 4,
+    "qsci.cli": 5, "qsci.__main__": 5, "app": 5, "ui": 5, "training": 5,
+}
+EXACT_ONLY = {"qsci", "qsci.quant"}
+
+# (importer, imported) imports inside functions in layers 1-4 that remain; each with its reason.
+# Remove an entry when its import moves to the module top (the test says when one is stale).
+FUNCTION_LEVEL_ALLOWED = {
+    # foldcheck is a diagnostic script kept in the deploy folder: it reaches UP into bench and zoo
+    # (layer 4) and loads everything else lazily. It belongs in scripts/ (issue 12).
+    ("qsci.quant.foldcheck", "qsci.bench"), ("qsci.quant.foldcheck", "qsci.zoo"),
+    ("qsci.quant.foldcheck", "qsci.metrics"), ("qsci.quant.foldcheck", "qsci.models.checkpoints"),
+    ("qsci.quant.foldcheck", "qsci.physics"), ("qsci.quant.foldcheck", "qsci.quant.intkernels"),
+    ("qsci.quant.foldcheck", "qsci.quant.lsq"), ("qsci.quant.foldcheck", "qsci.scenes"),
+    # a lower layer, no cycle: can move to the top; intkernels.py is under concurrent performance
+    # work, so its owner moves it (issue 12 finding 1).
+    ("qsci.quant.intkernels", "qsci.models.blocks"),
+    # io.isolate parses uploads in a child process and builds a scenes.SceneInput there, while scenes
+    # reads files through io: a real io <-> scenes knot inside layer 1 (move SceneInput into io).
+    ("qsci.io.isolate", "qsci.io.readers"), ("qsci.io.isolate", "qsci.scenes"),
+    # lazy by design: listing scenes stays numpy-only; torch (physics), scikit-image/video
+    # (synthetic) and the file readers load when a scene is built.
+    ("qsci.scenes", "qsci.data"), ("qsci.scenes", "qsci.io"), ("qsci.scenes", "qsci.io.validate"),
+    ("qsci.scenes", "qsci.io.inspect"), ("qsci.scenes", "qsci.physics"), ("qsci.scenes", "qsci.synthetic"),
+    # lazy by design: the data registry resolves and downloads without loading the file readers.
+    ("qsci.data", "qsci.io"),
+    # lazy by design: `qsci models` lists methods without torch; networks, weights and runners load
+    # with the first request. One weights loader for every format replaces these (issue 12).
+    ("qsci.zoo", "qsci.data"), ("qsci.zoo", "qsci.models"), ("qsci.zoo", "qsci.models.checkpoints"),
+    ("qsci.zoo", "qsci.quant.packing"), ("qsci.zoo", "qsci.runners"),
+    # lazy by design: the int8 kernels and GAP-TV load only for the backend or method in use.
+    ("qsci.runners", "qsci.quant.intkernels"), ("qsci.runners", "qsci.solvers.gaptv"),
+    # no cycle: could move to the top.
+    ("qsci.engine", "qsci.io.inspect"), ("qsci.evaluate", "qsci.data"), ("qsci.evaluate", "qsci.errors"),
+    # the first chart recounts the S-preset networks (issue 12 finding 6: store the BOPs as constants).
+    ("qsci.plots", "qsci.models"), ("qsci.plots", "qsci.quant.complexity"),
+    # bench re-implements the runner loop with its own backend policy (issue 12 finding 4); torch and
+    # the networks load only when a benchmark runs.
+    ("qsci.bench", "qsci.physics"), ("qsci.bench", "qsci.quant"), ("qsci.bench", "qsci.runners"),
+    ("qsci.bench", "qsci.zoo"), ("qsci.bench", "qsci.quant.intkernels"), ("qsci.bench", "qsci.models"),
+    ("qsci.bench", "qsci.metrics"), ("qsci.bench", "qsci.scenes"),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_modules() -> dict[str, Path]:
+    files = [REPO / "app.py", *[p for root in ROOTS[:-1] for p in sorted((REPO / root).rglob("*.py"))]]
+    return {_module_name(p): p for p in files if p.is_file()}
+
+
+def layer_of(module: str) -> int | None:
+    best = None
+    for key in LAYERS:
+        if module == key or (key not in EXACT_ONLY and module.startswith(key + ".")):
+            if best is None or len(key) > len(best):
+                best = key
+    return None if best is None else LAYERS[best]
+
+
+def imports_of(module: str, path: Path, known: set[str]) -> list[tuple[str, int, bool]]:
+    """(imported project module, line, inside a function) for every import statement in a file."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: list[tuple[str, int, bool]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, ast.Import):
+                targets = [a.name for a in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:  # relative: from . import x / from ..a import b
+                    up = package.split(".")[: len(package.split(".")) - child.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                # `from a import b` imports the module a.b when there is one, else names from a
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in child.names]
+            else:
+                visit(child, inner)
+                continue
+            found.extend((t, child.lineno, in_function) for t in targets if t.split(".")[0] in ROOTS)
+
+    visit(ast.parse(path.read_text(), str(path)), False)
+    return found
+
+
+def _graph():
+    mods = project_modules()
+    return mods, {m: imports_of(m, p, set(mods)) for m, p in mods.items()}
+
+
+def test_every_module_has_a_layer():
+    mods = project_modules()
+    assert {"qsci.zoo", "qsci.models.checkpoints", "qsci.quant.intkernels", "ui.handlers", "app"} <= set(mods)
+    unplaced = sorted(m for m in mods if layer_of(m) is None)
+    assert unplaced == [], f"place these in LAYERS (and docs/CONTRACTS.md): {unplaced}"
+
+
+def test_no_module_imports_a_higher_layer():
+    mods, graph = _graph()
+    up = [f"{m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)}) at {mods[m].relative_to(REPO)}:{line}"
+          for m, edges in graph.items() for t, line, inside in edges
+          if layer_of(t) is not None and layer_of(m) is not None and layer_of(t) > layer_of(m)
+          and not (inside and (m, t) in FUNCTION_LEVEL_ALLOWED)]
+    assert up == [], "\n".join(up)
+
+
+def test_library_layers_import_at_module_level():
+    mods, graph = _graph()
+    inside = {(m, t): line for m, edges in graph.items() if (layer_of(m) or 5) < 5
+              for t, line, in_function in edges if in_function and t != m}
+    new = [f"{m} imports {t} inside a function ({mods[m].relative_to(REPO)}:{line})"
+           for (m, t), line in sorted(inside.items()) if (m, t) not in FUNCTION_LEVEL_ALLOWED]
+    assert new == [], "import at the module top (or list with a reason in FUNCTION_LEVEL_ALLOWED):\n" + "\n".join(new)
+    stale = sorted(FUNCTION_LEVEL_ALLOWED - set(inside))
+    assert stale == [], f"these imports are gone: remove them from FUNCTION_LEVEL_ALLOWED: {stale}"
+
+
+def find_cycle(top: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle in a module -> imported-modules graph, or None."""
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def dfs(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(top.get(m, ())):
+            if state.get(t) == 1:
+                return stack[stack.index(t):] + [t]
+            if t not in state and (cycle := dfs(t)):
+                return cycle
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(top):
+        if m not in state and (cycle := dfs(m)):
+            return cycle
+    return None
+
+
+def test_module_level_imports_have_no_cycle():
+    _, graph = _graph()
+    top = {m: {t for t, _, inside in edges if not inside and t != m} for m, edges in graph.items()}
+    assert len(top) > 50 and "qsci.quant.lsq" in top["qsci.models.blocks"]
+    assert find_cycle(top) is None, " -> ".join(find_cycle(top))
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_the_checks_see_a_violation(tmp_path, monkeypatch):
+    """The scanner on a fake tree: an upward import at the top and one inside a function are both found."""
+    (tmp_path / "qsci" / "quant").mkdir(parents=True)
+    for d in ("ui", "training"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "app.py").write_text("")
+    (tmp_path / "qsci" / "__init__.py").write_text("")
+    (tmp_path / "qsci" / "zoo.py").write_text("")
+    (tmp_path / "qsci" / "metrics.py").write_text("from qsci import zoo\n")
+    (tmp_path / "qsci" / "quant" / "__init__.py").write_text("")
+    (tmp_path / "qsci" / "quant" / "packing.py").write_text("def f():\n    from ..zoo import x\n")
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    mods, graph = _graph()
+    assert graph["qsci.metrics"] == [("qsci.zoo", 1, False)]
+    assert graph["qsci.quant.packing"] == [("qsci.zoo", 2, True)]
+    for check in (test_no_module_imports_a_higher_layer, test_library_layers_import_at_module_level):
+        try:
+            check()
+        except AssertionError as exc:
+            assert "qsci.zoo" in str(exc)
+        else:
+            raise AssertionError(f"{check.__name__} missed an upward import")
