@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from qsci.errors import QSCIError
+from qsci.models.config import ModelConfig
 
 REPO_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
@@ -130,8 +131,9 @@ def get_method(name: str) -> MethodInfo:
         if m.name == name:
             return m
     if name in architecture_names():
-        bits = 32 if name.endswith("fp32") else int(name.rsplit("-", 1)[1].removesuffix("bit"))
-        return MethodInfo(name, bits, name.split("-")[1], "ours", False, description="architecture without trained weights")
+        parts = ModelConfig.parse_name(name)
+        return MethodInfo(name, parts["bits"], parts["preset"], "ours", False,
+                          description="architecture without trained weights")
     known = ", ".join(m.name for m in list_methods())
     raise QSCIError(f"unknown method {name!r}; known: {known} (see `python -m qsci models`)")
 

@@ -143,3 +143,17 @@ def test_campaign_recipe_runs_every_stage_on_tiny_sizes(tmp_path):
     assert q2["config"]["bits"] == 2 and q2["config"]["per_channel_act"] is False
     assert q2["train_config"]["init_from"] == str(runs / "t_gap_fp32" / "ckpt.pt")
     assert "--init-from" in (runs / "t_gap_qat2" / "command.txt").read_text()
+
+
+def test_one_name_grammar_for_every_registered_model():
+    from qsci.models import get_config, list_models
+    from qsci.zoo import get_method
+
+    for name in list_models():
+        parts = ModelConfig.parse_name(name)
+        cfg = get_config(name)
+        assert (cfg.name, cfg.preset, cfg.family, cfg.bits) == (name, parts["preset"], parts["family"], parts["bits"])
+    assert ModelConfig.parse_name("qsci-t-gap-3bit") == {"preset": "t", "family": "gap", "bits": 3}
+    assert get_method("qsci-s-gap-2bit").bits == 2
+    with pytest.raises(QSCIError, match="not a model name"):
+        ModelConfig.parse_name("qsci-t-4bits")

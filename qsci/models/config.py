@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 
 from qsci.errors import QSCIError
@@ -11,6 +12,7 @@ PRESETS: dict[str, tuple[int, int, int]] = {"t": (16, 4, 2), "s": (32, 8, 2), "b
 VALID_BITS = (2, 3, 4, 5, 6, 7, 8, 32)
 # where the network starts: the paper's normalized measurement, or a GAP-TV estimate (our extension)
 INITS = ("measurement", "gaptv")
+NAME_PATTERN = re.compile(r"qsci-(?P<preset>[a-z]+)-(?:(?P<family>gap)-)?(?P<bits>fp32|\d+bit)")
 
 
 @dataclass
@@ -72,6 +74,15 @@ class ModelConfig:
         """Registry-style name, e.g. `qsci-s-4bit`, `qsci-s-fp32` or `qsci-t-gap-4bit`."""
         family = f"{self.family}-" if self.family else ""
         return f"qsci-{self.preset}-{family}" + ("fp32" if self.bits == 32 else f"{self.bits}bit")
+
+    @staticmethod
+    def parse_name(name: str) -> dict:
+        """`qsci-<preset>[-gap]-<fp32|Nbit>` -> {"preset", "family", "bits"}; the inverse of `.name`."""
+        m = NAME_PATTERN.fullmatch(name)
+        if not m:
+            raise QSCIError(f"{name!r} is not a model name of the form qsci-<preset>[-gap]-<fp32|Nbit>")
+        bits = 32 if m["bits"] == "fp32" else int(m["bits"][:-3])
+        return {"preset": m["preset"], "family": m["family"] or "", "bits": bits}
 
     def to_dict(self) -> dict:
         return asdict(self)
