@@ -25,22 +25,21 @@ def build_demo():
     import gradio as gr
 
     from qsci.synthetic import list_embedded_scenes
-    from ui import events, handlers
+    from ui import events, handlers, panel, status
 
     scenes, scene_default = handlers.scene_choices()
     method_choices, method_default, method_note = handlers.method_choices()
     clips = list_embedded_scenes()
 
-    with gr.Blocks(title="Q-SCI studio", delete_cache=(3600, 3600)) as demo:
+    with gr.Blocks(title="Q-SCI studio", delete_cache=(3600, 3600), fill_width=True) as demo:
         gr.Markdown(INTRO)
         run_state = gr.State(None, time_to_live=3600)
         with gr.Row():
-            with gr.Column(scale=1, min_width=260):
+            with gr.Column(scale=2, min_width=380):
                 methods = gr.CheckboxGroup(method_choices, value=method_default, label="Methods",
-                                           info="Every selected method runs on the same input.",
-                                           elem_id="methods")
-                gr.Markdown(method_note, elem_id="method-note")
-            with gr.Column(scale=2):
+                                           info="Each shows its benchmark PSNR and bits; every selected method "
+                                                "runs on the same input.", elem_id="methods")
+            with gr.Column(scale=3):
                 with gr.Tabs():
                     with gr.Tab("Benchmark scenes", id="scenes"):
                         scene = gr.Dropdown(scenes, value=scene_default, label="Scene",
@@ -63,32 +62,34 @@ def build_demo():
                     with gr.Tab("Simulate your own", id="simulate"):
                         with gr.Row():
                             sim_video = gr.File(label="Short video or frame stack (optional)", elem_id="sim-video")
-                            sim_clip = gr.Dropdown(clips, value=clips[0] if clips else None,
-                                                   label="…or an embedded clip", elem_id="sim-clip")
+                            with gr.Column():
+                                sim_clip = gr.Dropdown(clips, value=clips[0] if clips else None,
+                                                       label="…or an embedded clip", elem_id="sim-clip")
+                                sim_size = gr.Radio([64, 128, 256], value=256, label="Clip size (embedded clips)",
+                                                    elem_id="sim-size")
+                        sim_source = gr.HTML(status.note("Using the embedded clip (upload a video above to use "
+                                                         "your own instead)."), elem_id="sim-source")
                         with gr.Row():
                             sim_mask = gr.Radio(["random", "quantized_sci"], value="random", label="Mask")
                             sim_seed = gr.Number(0, precision=0, label="Mask / noise seed")
-                            sim_size = gr.Radio([64, 128, 256], value=256, label="Clip size (embedded clips)")
                         with gr.Row():
                             sim_cr = gr.Slider(2, 50, value=8, step=1, label="Compression ratio (frames per snapshot)")
                             sim_noise = gr.Slider(0, 0.1, value=0, step=0.005, label="Read noise σ")
                         sim_btn = gr.Button("Simulate and reconstruct", variant="primary", elem_id="run-simulate")
                 stop_btn = gr.Button("Stop the running reconstruction", variant="stop", size="sm", elem_id="stop")
+                status_line = gr.HTML(status.idle(), elem_id="status")
+                with gr.Accordion("Benchmark score, bits, BOPs and weights of every method", open=True):
+                    gr.Markdown(method_note, elem_id="method-note")
 
         scene_info = gr.Markdown(elem_id="scene-info")
         inputs_view = gr.Gallery(label="Coded measurement and mask", columns=4, height="auto",
                                  object_fit="contain", format="png", fit_columns=False, elem_id="inputs-view")
         frame = gr.Slider(0, 1, value=0, step=1, label="frame (all methods)", elem_id="frame")
-        recon_view = gr.Gallery(label="Reconstructions (same frame)", columns=4, height="auto",
-                                object_fit="contain", format="png", fit_columns=False, elem_id="recon-view")
-        error_view = gr.Gallery(label="Absolute error |reconstruction − ground truth| (0 … 0.2)", columns=4,
-                                height="auto", object_fit="contain", format="png", fit_columns=False,
-                                elem_id="error-view")
-        summary = gr.Dataframe(headers=handlers.SUMMARY_HEADERS, label="Scores per method (mean over frames)",
-                               interactive=False, elem_id="summary")
-        with gr.Row():
-            plot_ops = gr.Plot(label="PSNR vs compute", elem_id="plot-ops")
-            plot_time = gr.Plot(label="PSNR vs latency", elem_id="plot-time")
+        results = gr.HTML("", elem_id="results", js_on_load=panel.JS_ON_LOAD, min_height=40)
+        summary = gr.Dataframe(headers=handlers.SUMMARY_HEADERS, label="Scores per method on this input "
+                               "(mean over frames)", interactive=False, elem_id="summary")
+        plot_ops = gr.Plot(label="PSNR vs compute", show_label=False, elem_id="plot-ops")
+        plot_time = gr.Plot(label="PSNR vs latency", show_label=False, elem_id="plot-time")
         with gr.Accordion("Videos", open=False):
             videos = gr.Gallery(label="Reconstructions as video", columns=4, height="auto", fit_columns=False,
                                 elem_id="videos")
@@ -99,36 +100,65 @@ def build_demo():
                             interactive=False, elem_id="files")
             summary_json = gr.JSON(label="Summary (same as the reconstruct_scene API)", elem_id="summary-json")
 
-        run_outputs = [run_state, scene_info, inputs_view, frame, recon_view, error_view, videos,
+        # UI events are private (not in the API page); the stable API is the gr.api/hidden block below.
+        run_outputs = [run_state, status_line, scene_info, inputs_view, frame, results, videos,
                        summary, per_frame, plot_ops, plot_time, files, summary_json]
+        assert len(run_outputs) == events.RUN_OUTPUT_COUNT
         scene_evt = scene_btn.click(events.run_scene, [scene, scene_which, methods], run_outputs,
-                        api_name="ui_run_scene", api_visibility="undocumented", concurrency_id=HEAVY)
+                                    api_name="ui_run_scene", api_visibility="private", concurrency_id=HEAVY, show_progress_on=[results])
         up_evt = up_btn.click(events.run_upload, [up_meas, up_mask, up_gt, up_index, up_scaling, methods], run_outputs,
-                     api_name="ui_run_upload", api_visibility="undocumented", concurrency_id=HEAVY)
-        sim_evt = sim_btn.click(events.run_simulate, [sim_video, sim_clip, sim_mask, sim_seed, sim_cr, sim_noise, sim_size,
-                                            methods], run_outputs, api_name="reconstruct_simulated",
-                                  concurrency_id=HEAVY)
+                              api_name="ui_run_upload", api_visibility="private", concurrency_id=HEAVY, show_progress_on=[results])
+        sim_evt = sim_btn.click(events.run_simulate, [sim_video, sim_clip, sim_mask, sim_seed, sim_cr, sim_noise,
+                                                      sim_size, methods], run_outputs, api_name="ui_run_simulate",
+                                api_visibility="private",
+                                concurrency_id=HEAVY, show_progress_on=[results])
         scene.change(events.describe_scene_choice, scene, scene_note, api_visibility="private",
                      concurrency_limit=None, show_progress="hidden")
+        sim_video.change(events.simulate_source, sim_video, [sim_source, sim_clip, sim_size],
+                         api_visibility="private", concurrency_limit=None, show_progress="hidden")
         gr.on([up_meas.change, up_mask.change, up_gt.change], events.inspect_upload, [up_meas, up_mask, up_gt],
-              [up_info, up_index], api_name="inspect_upload", concurrency_limit=2, concurrency_id="inspect")
-        stop_btn.click(events.stop_run, None, None, cancels=[scene_evt, up_evt, sim_evt], queue=False,
+              [up_info, up_index], api_name="ui_inspect_upload", api_visibility="private", concurrency_limit=2, concurrency_id="inspect")
+        stop_btn.click(events.stop_run, None, status_line, cancels=[scene_evt, up_evt, sim_evt], queue=False,
                        api_visibility="private")
-        frame.change(events.show_frame, [run_state, frame], [recon_view, error_view], api_visibility="private",
+        frame.change(events.show_frame, [run_state, frame], results, api_visibility="private",
                      concurrency_limit=None, trigger_mode="always_last", show_progress="hidden")
 
-        # API-only endpoints: stable names and JSON results for scripts (see README).
+        # API-only endpoints: stable names and documented JSON results for scripts (see README).
         gr.api(events.api_reconstruct_scene, api_name="reconstruct_scene", concurrency_id=HEAVY)
         with gr.Column(visible=False):
-            api_meas, api_mask, api_gt = gr.File(), gr.File(), gr.File()
-            api_methods = gr.Dropdown([v for _, v in method_choices], multiselect=True, allow_custom_value=True)
-            api_json, api_files = gr.JSON(), gr.File(file_count="multiple")
-            api_btn = gr.Button()
+            api_meas = gr.File(label="meas_file")
+            api_mask = gr.File(label="mask_file")
+            api_gt = gr.File(label="gt_file (optional)")
+            api_video = gr.File(label="video_file (optional; else clip)")
+            api_methods = gr.Dropdown([v for _, v in method_choices], multiselect=True, allow_custom_value=True,
+                                      label="methods")
+            api_clip = gr.Dropdown(clips, value=clips[0] if clips else None, allow_custom_value=True, label="clip")
+            api_mask_kind = gr.Radio(["random", "quantized_sci"], value="random", label="mask_kind")
+            api_seed = gr.Number(0, precision=0, label="seed")
+            api_cr = gr.Number(8, precision=0, label="cr")
+            api_noise = gr.Number(0.0, label="noise")
+            api_size = gr.Number(256, precision=0, label="size")
+            api_json = gr.JSON(label="scores per method")
+            api_info = gr.JSON(label="what was read")
+            api_files = gr.File(file_count="multiple", label="reconstructions (.npz)")
+            api_btn, api_sim_btn, api_inspect_btn = gr.Button(), gr.Button(), gr.Button()
         api_btn.click(events.api_reconstruct_upload, [api_meas, api_mask, api_gt, api_methods],
                       [api_json, api_files], api_name="reconstruct_upload", concurrency_id=HEAVY)
+        api_sim_btn.click(events.api_reconstruct_simulated, [api_video, api_clip, api_mask_kind, api_seed, api_cr,
+                                                             api_noise, api_size, api_methods], api_json,
+                          api_name="reconstruct_simulated", concurrency_id=HEAVY)
+        api_inspect_btn.click(events.api_inspect_upload, [api_meas, api_mask, api_gt], api_info,
+                              api_name="inspect_upload", concurrency_limit=2, concurrency_id="inspect")
 
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
+
+
+def app_css() -> str:
+    """Styles of the status line and the results panel (Gradio 6 takes CSS at launch)."""
+    from ui import panel, status
+
+    return status.CSS + panel.CSS
 
 
 def main() -> None:
@@ -138,6 +168,7 @@ def main() -> None:
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=MAX_FILE_SIZE,
         show_error=True,
+        css=app_css(),
         footer_links=["api", "gradio"],
     )
 

@@ -8,12 +8,14 @@ so each published PSNR is drawn at the BOPs our counter gives the S-preset model
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from qsci.published import QSCI_PAPER
 
 
 
+@functools.lru_cache(maxsize=8)
 def s_preset_bops(bits: int, size: tuple[int, int, int] = (8, 256, 256)) -> int:
     """BOPs of the S-preset model at `bits` (32 = full precision) from our counter."""
     from qsci.models import create_model

@@ -28,7 +28,8 @@ def launched_app(log_path: Path, timeout_s: float = 120.0, before_ready=None, **
                GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
                QSCI_APP_SHOW_UNTRAINED="1",
                # one torch thread: on a shared 2-core box, two spinning threads are many times slower
-               OMP_NUM_THREADS="1", **extra_env)
+               OMP_NUM_THREADS="1")
+    env.update(extra_env)  # a caller may override the defaults above
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qsci.errors import QSCIError
-from ui import events, handlers
+from ui import events, handlers, status
 from ui.cache import ResultCache
 
 
@@ -65,7 +65,7 @@ def test_reconstruct_all_keeps_results_when_one_method_fails(tiny_run):
 def test_progress_is_reported_per_method_and_results_are_cached(tiny_scene):
     cache, seen = ResultCache(), []
     first = handlers.reconstruct_all(tiny_scene, ["gap-tv"], progress=lambda f, m: seen.append((f, m)), cache=cache)
-    assert seen[0][0] == 0.0 and seen[-1] == (1.0, "done")
+    assert seen[0][0] == 0.0 and seen[-1] == (1.0, "all methods reconstructed")
     assert all(0.0 <= f <= 1.0 for f, _ in seen) and any("gap-tv" in m for _, m in seen)
     again = handlers.reconstruct_all(tiny_scene, ["gap-tv"], cache=cache)
     assert again.results["gap-tv"] is first.results["gap-tv"]
@@ -78,21 +78,39 @@ def test_tables_figures_and_frame_views(tiny_run):
     assert headers == ["frame", "gap-tv PSNR", "gap-tv SSIM"] and len(rows) == 16
     ops, latency = handlers.figures(tiny_run)
     assert any(t.name == "published (paper)" for t in ops.data)
-    assert [list(t.text) for t in latency.data] == [["gap-tv"]]
-    images, errors = handlers.frame_view(tiny_run, 9)
-    assert [c.split(" · ")[0] for _, c in images] == ["ground truth", "gap-tv"]
-    assert "frame 9" in images[0][1] and errors[0][0].shape == (32, 32, 3)
-    assert handlers.frame_view(None, 0) == ([], [])
+    assert any(t.name.startswith("gap-tv") and t.mode == "lines" for t in ops.data)  # no BOPs: a line
+    assert [t.name for t in latency.data] == ["gap-tv"]
+    html = handlers.frame_view(tiny_run, 9)
+    assert "Frame 9 of 16" in html and 'data-method="ground truth"' in html and "gap-tv · classical" in html
+    assert html.count('class="qsci-tile qsci-crop"') == 2 and html.count('class="qsci-tile qsci-error"') == 1
+    assert handlers.frame_view(None, 0) == ""
     assert [img.dtype for img, _ in handlers.input_images(tiny_run.scene)] == [np.uint8, np.uint8]
+
+
+def test_without_ground_truth_the_panel_says_why_and_latency_is_still_plotted(tiny_scene):
+    import dataclasses
+
+    blind = dataclasses.replace(tiny_scene, gt=None, name="blind")
+    run = handlers.reconstruct_all(blind, ["gap-tv"], cache=ResultCache())
+    html = handlers.frame_view(run, 0)
+    assert "No ground truth" in html and "qsci-tile qsci-error" not in html
+    _, latency = handlers.figures(run)
+    assert [t.type for t in latency.data] == ["bar"] and latency.data[0].x[0] > 0
+    assert "No ground truth" in status.done(run)
 
 
 def test_write_outputs_gives_videos_and_downloads(tiny_run, tmp_path):
     run = handlers.Run(scene=tiny_run.scene, results=dict(tiny_run.results), order=["gap-tv"])
-    handlers.write_outputs(run, tmp_path)
+    seen = []
+    handlers.write_outputs(run, tmp_path, progress=lambda f, m: seen.append((f, m)))
     names = sorted(p.name for p in run.files)
     assert "gap-tv.npz" in names and "gap-tv.mat" in names
     assert set(run.videos) == {"ground truth", "gap-tv"} and all(p.is_file() for p in run.files)
     assert np.load(tmp_path / "gap-tv.npz")["recon"].shape[-3:] == (8, 32, 32)
+    # the page is told about every file before it is written, then that the files are done
+    assert [m for _, m in seen[:-1]] == ["writing the ground-truth video (1/4)", "writing gap-tv video (2/4)",
+                                         "writing gap-tv .npz (3/4)", "writing gap-tv .mat (4/4)"]
+    assert seen[-1] == (1.0, "files written") and [f for f, _ in seen] == sorted(f for f, _ in seen)
 
 
 def test_select_measurement(tiny_scene):
@@ -164,12 +182,36 @@ def test_demo_queues_every_reconstruction_in_one_group():
     import app
 
     demo = app.build_demo()
-    fns = {fn.api_name: fn for fn in demo.fns.values()}
-    assert {"reconstruct_scene", "reconstruct_upload", "reconstruct_simulated", "inspect_upload"} <= set(fns)
-    heavy = [n for n in ("ui_run_scene", "ui_run_upload", "reconstruct_simulated", "reconstruct_scene",
-                         "reconstruct_upload")]
-    assert {fns[n].concurrency_id for n in heavy} == {app.HEAVY}
+    fns = list(demo.fns.values())
+    public = {fn.api_name for fn in fns if getattr(fn, "api_visibility", "public") == "public"}
+    assert public == {"reconstruct_scene", "reconstruct_upload", "reconstruct_simulated", "inspect_upload"}
+    heavy = [fn for fn in fns if fn.name in ("run_scene", "run_upload", "run_simulate", "api_reconstruct_scene",
+                                              "api_reconstruct_upload", "api_reconstruct_simulated")]
+    assert len(heavy) == 6 and {fn.concurrency_id for fn in heavy} == {app.HEAVY}
     assert demo._queue.max_size == app.QUEUE_SIZE and demo._queue.default_concurrency_limit == app.CONCURRENCY
+
+
+def _drain(gen) -> list:
+    return list(gen)
+
+
+def test_ui_errors_go_to_the_status_line_and_leave_the_page_alone():
+    outs = _drain(events.run_scene("embedded-camera-pan", "first", [], None, progress=lambda *a, **k: None))
+    first, last = outs[0], outs[-1]
+    assert len(last) == events.RUN_OUTPUT_COUNT and "Running" in first[1]
+    assert "select at least one method" in last[1] and 'data-kind="error"' in last[1]
+    assert all(isinstance(x, type(gr.skip())) for i, x in enumerate(last) if i != 1)  # no output touched
+    outs = _drain(events.run_scene("no-such-scene", "all", ["gap-tv"], None, progress=lambda *a, **k: None))
+    assert "Cannot load the scene" in outs[-1][1]
+
+
+def test_stop_note_and_simulate_source():
+    assert "Stopped" in events.stop_run(None) and "inputs are kept" in events.stop_run(None)
+    events._stop_flag(None).clear()
+    note, clip, size = events.simulate_source("/tmp/my clip.mp4")
+    assert "my clip.mp4" in note and clip.interactive is False and size.interactive is False
+    note, clip, size = events.simulate_source(None)
+    assert "embedded clip" in note and clip.interactive is True
 
 
 def test_scene_note_says_whether_a_download_is_needed():

@@ -7,8 +7,10 @@ anything unexpected is logged with its traceback on the server and shown as one 
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
+import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from qsci.errors import QSCIError
-from ui import handlers
+from ui import handlers, status
 
 log = logging.getLogger("qsci.app")
 
@@ -63,23 +65,41 @@ def _progress_adapter(progress: gr.Progress, stop: threading.Event | None = None
     return report
 
 
-def _outputs(run: handlers.Run) -> tuple:
-    """Everything the page shows after a run, in the order of `app.RUN_OUTPUTS`."""
-    images, errors = handlers.frame_view(run, 0)
+#: How the progress bar is shared: reconstruction first, then rendering, then writing the files.
+RECON_SHARE, RENDER_AT = 0.8, 0.82
+RUN_OUTPUT_COUNT = 13
+
+
+def _scaled(report, lo: float, hi: float):
+    """A progress callback mapping [0, 1] onto [lo, hi] of the page's bar."""
+    def inner(fraction: float, message: str = "") -> None:
+        report(lo + (hi - lo) * min(max(float(fraction), 0.0), 1.0), message)
+
+    return inner
+
+
+def _outputs(run: handlers.Run, report=None, started: float | None = None) -> tuple:
+    """Everything the page shows after a run, in the order of `app` run_outputs.
+
+    The status line comes second: it names the methods that failed and stays until the next run.
+    Files are written last, with their own progress messages.
+    """
+    if report:
+        report(RENDER_AT, "rendering pictures and charts")
+    panel_html = handlers.frame_view(run, 0)
     fig_ops, fig_time = handlers.figures(run)
     headers, rows = handlers.per_frame_table(run)
     count = run.frame_count
+    handlers.write_outputs(run, progress=_scaled(report, RENDER_AT + 0.03, 1.0) if report else None)
     videos = [(str(p), label) for label, p in run.videos.items()]
-    for name, message in run.errors.items():
-        gr.Warning(f"{name}: {message}", title="Method failed")
     return (
         run,
+        status.done(run, None if started is None else time.monotonic() - started),
         handlers.describe_scene(run.scene),
         handlers.input_images(run.scene),
         gr.Slider(minimum=0, maximum=max(count - 1, 1), value=0, step=1, interactive=count > 1,
                   label=f"frame (0..{count - 1}, all methods)"),
-        gr.Gallery(value=images, columns=max(len(images), 4)),  # equal tiles in both rows
-        gr.Gallery(value=errors, columns=max(len(images), 4)),
+        panel_html,
         videos,
         pd.DataFrame(handlers.summary_rows(run), columns=handlers.SUMMARY_HEADERS),
         pd.DataFrame(rows, columns=headers),
@@ -90,22 +110,54 @@ def _outputs(run: handlers.Run) -> tuple:
     )
 
 
-def _run(scene, methods, progress, request) -> tuple:
+def _kept(message_html: str) -> tuple:
+    """A status line and nothing else: the previous results and all inputs stay as they are."""
+    return (gr.skip(), message_html) + tuple(gr.skip() for _ in range(RUN_OUTPUT_COUNT - 2))
+
+
+@contextmanager
+def _status_on_error(what: str, box: list):
+    """UI runs: a failure becomes the persistent status line (no toast, no error badges)."""
+    try:
+        yield
+    except handlers.Cancelled:
+        box.append(status.stopped())
+    except QSCIError as exc:
+        box.append(status.error(f"Cannot {what}", str(exc)))
+    except Exception as exc:
+        log.exception("unexpected error while trying to %s", what)
+        box.append(status.error("Internal error", f"while trying to {what}: {type(exc).__name__}: {exc}"))
+
+
+def _ui_run(make_scene, what: str, methods, progress, request):
+    """Shared body of the three Reconstruct buttons (generator: "running" first, then results)."""
+    started = time.monotonic()
     stop = _stop_flag(request)
     stop.clear()
-    with user_errors("reconstruct"):
-        run = handlers.reconstruct_all(scene, methods, _progress_adapter(progress, stop))
-        handlers.write_outputs(run)
-        return _outputs(run)
+    yield _kept(status.running())
+    report = _progress_adapter(progress, stop)
+    box: list = []
+    scene = None
+    with _status_on_error(what, box):
+        scene = make_scene()
+    if box:
+        yield _kept(box[0])
+        return
+    out = None
+    with _status_on_error("reconstruct", box):
+        run = handlers.reconstruct_all(scene, methods, _scaled(report, 0.0, RECON_SHARE))
+        out = _outputs(run, report, started)
+    yield _kept(box[0]) if box else out
 
 
 def run_scene(scene_name: str, which: str, methods: list[str], request: gr.Request, progress=gr.Progress()):
     """Benchmark / real / embedded scene tab; `which` is "all" or "first" measurement."""
-    progress(0.0, desc="loading the scene")
-    with user_errors("load the scene"):
+    def make():
+        progress(0.0, desc="loading the scene")
         scene = handlers.load_named_scene(scene_name)
-        scene = handlers.select_measurement(scene, 0 if str(which).startswith("first") else "all")
-    return _run(scene, methods, progress, request)
+        return handlers.select_measurement(scene, 0 if str(which).startswith("first") else "all")
+
+    yield from _ui_run(make, "load the scene", methods, progress, request)
 
 
 def describe_scene_choice(scene_name: str) -> str:
@@ -115,37 +167,78 @@ def describe_scene_choice(scene_name: str) -> str:
 
 
 def inspect_upload(meas_file, mask_file, gt_file):
-    """Show CR, size and axis order as soon as both files are there; offer measurement choice."""
+    """Show CR, size and axis order as soon as both files are there; offer measurement choice.
+
+    A file that cannot be read is reported here, in the upload tab's own info line (no toast).
+    """
     if not meas_file or not mask_file:
-        return "Upload a measurement and its mask.", gr.Dropdown(choices=["all"], value="all")
+        have = [f"{what}: <code>{html.escape(Path(handlers._path(f) or '').name)}</code>"
+                for what, f in (("measurement", meas_file), ("mask", mask_file), ("ground truth", gt_file)) if f]
+        need = "the mask" if meas_file else "a measurement" if mask_file else "a measurement and its mask"
+        got = ("Received " + ", ".join(have) + ". ") if have else ""
+        return got + f"Now upload {need}.", gr.Dropdown(choices=["all"], value="all")
+    try:
+        scene = handlers.load_upload(meas_file, mask_file, gt_file)
+    except QSCIError as exc:
+        return f"**✖ Cannot read the uploaded files:** {exc}", gr.Dropdown(choices=["all"], value="all")
+    except Exception as exc:
+        log.exception("unexpected error while inspecting an upload")
+        return (f"**✖ Internal error while reading the uploaded files:** {type(exc).__name__}: {exc}",
+                gr.Dropdown(choices=["all"], value="all"))
+    options = handlers.measurement_options(scene)
+    return handlers.describe_scene(scene), gr.Dropdown(choices=options, value="all", interactive=len(options) > 1)
+
+
+def api_inspect_upload(meas_file, mask_file, gt_file) -> dict:
+    """What the app read from an upload: {"name", "cr", "height", "width", "measurements",
+    "ground_truth", "axis_order", "notices", "warnings"} (errors are one-line API errors)."""
     with user_errors("read the uploaded files"):
         scene = handlers.load_upload(meas_file, mask_file, gt_file)
-        options = handlers.measurement_options(scene)
-        return handlers.describe_scene(scene), gr.Dropdown(choices=options, value="all", interactive=len(options) > 1)
+        n, h, w = scene.meas.shape
+        info = scene.info or {}
+        return {"name": scene.name, "cr": int(scene.cr), "height": int(h), "width": int(w), "measurements": int(n),
+                "ground_truth": scene.gt is not None, "axis_order": info.get("axis_order"),
+                "notices": list(info.get("notices", []) or []), "warnings": list(info.get("warnings", []) or [])}
 
 
 def run_upload(meas_file, mask_file, gt_file, index, real_scaling, methods, request: gr.Request,
                progress=gr.Progress()):
     """Upload tab."""
-    progress(0.0, desc="reading the files")
-    with user_errors("read the uploaded files"):
-        scene = handlers.load_upload(meas_file, mask_file, gt_file, index, real_scaling)
-    return _run(scene, methods, progress, request)
+    def make():
+        progress(0.0, desc="reading the files")
+        return handlers.load_upload(meas_file, mask_file, gt_file, index, real_scaling)
+
+    yield from _ui_run(make, "read the uploaded files", methods, progress, request)
 
 
 def run_simulate(video_file, clip, mask_kind, seed, cr, noise, size, methods, request: gr.Request,
                  progress=gr.Progress()):
     """Simulate-your-own tab."""
-    progress(0.0, desc="simulating the measurement")
-    with user_errors("simulate the measurement"):
-        scene = handlers.simulate_input(video_file, clip, mask_kind, seed, cr, noise, size)
-    return _run(scene, methods, progress, request)
+    def make():
+        progress(0.0, desc="simulating the measurement")
+        return handlers.simulate_input(video_file, clip, mask_kind, seed, cr, noise, size)
+
+    yield from _ui_run(make, "simulate the measurement", methods, progress, request)
+
+
+def simulate_source(video_file):
+    """Simulate tab: say which input is used; grey out the clip controls while a video is given."""
+    if video_file:
+        name = Path(handlers._path(video_file) or "").name
+        return (status.note(f"Using the uploaded video <code>{html.escape(name)}</code>; the embedded clip and "
+                            "its size are ignored (remove the video to use them)."),
+                gr.Dropdown(interactive=False), gr.Radio(interactive=False))
+    return (status.note("Using the embedded clip (upload a video above to use your own instead)."),
+            gr.Dropdown(interactive=True), gr.Radio(interactive=True))
 
 
 def stop_run(request: gr.Request):
-    """Stop button: the running reconstruction of this session ends at its next progress step."""
+    """Stop button: the running reconstruction of this session ends at its next progress step.
+
+    Returns the status line ("stopped"); results already on the page and every input stay.
+    """
     _stop_flag(request).set()
-    gr.Info("Stopping after the current step…")
+    return status.stopped()
 
 
 def show_frame(run, index):
@@ -171,3 +264,14 @@ def api_reconstruct_upload(meas_file, mask_file, gt_file, methods):
         run = handlers.reconstruct_all(scene, list(methods or []))
         handlers.write_outputs(run, formats=(".npz",))
         return handlers.summary(run), [str(p) for p in run.files if Path(p).suffix == ".npz"]
+
+
+def api_reconstruct_simulated(video_file, clip, mask_kind, seed, cr, noise, size, methods) -> dict:
+    """Simulate a measurement (uploaded video, else an embedded clip) and reconstruct it.
+
+    Returns the same JSON as `reconstruct_scene`: {method: {"psnr", "ssim", "seconds", ...}}.
+    """
+    with user_errors("simulate and reconstruct"):
+        scene = handlers.simulate_input(video_file, clip, mask_kind, seed if seed is not None else 0,
+                                        cr if cr is not None else 8, noise, size if size is not None else 256)
+        return handlers.summary(handlers.reconstruct_all(scene, list(methods or [])))

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from qsci.errors import QSCIError
-from ui import charts, views
+from ui import catalog, charts, panel, views
 from ui.cache import ResultCache, array_digest
 
 Progress = Callable[[float, str], None] | None
@@ -89,27 +89,30 @@ def _show_untrained() -> bool:
 
 
 def method_choices() -> tuple[list[tuple[str, str]], list[str], str]:
-    """(choices, default selection, markdown note on the methods that cannot run here)."""
-    from qsci import zoo
+    """(choices, default selection, markdown under the picker).
 
-    choices, official, ours = [], [], []
-    for m in zoo.list_methods():
-        if m.available:
-            choices.append((m.name if m.source != "classical" else f"{m.name} (classical)", m.name))
-        else:
-            (official if m.source == "official" else ours).append(f"`{m.name}`")
+    Each label carries the method's benchmark score and bits (`ui.catalog`); the note is a table
+    of score, bits, BOPs and source for every method, plus one line on what cannot run here.
+    """
+    from qsci import zoo
+    from ui import catalog
+
+    off = catalog.offline()
+    cards = catalog.method_cards(show_unavailable_official=not off)
+    choices = [(c.label(), c.name) for c in cards]
     if _show_untrained():
         listed = {value for _, value in choices}
         for name in zoo.architecture_names():
             if name not in listed:
                 choices.append((f"{name} (untrained: random weights)", name))
     notes = []
-    if official:
-        notes.append("the authors' checkpoints " + ", ".join(official)
-                     + " are not downloaded (`python -m qsci fetch NAME`, then restart)")
-    if ours:
-        notes.append("our checkpoints " + ", ".join(ours) + " are listed but their files are missing")
-    note = ("**Not available here:** " + "; ".join(notes) + ".") if notes else ""
+    missing_official = [m.name for m in zoo.list_methods() if m.source == "official" and not m.available]
+    if off and missing_official:
+        notes.append("The authors' checkpoints need network (downloads are off here).")
+    missing_ours = [f"`{m.name}`" for m in zoo.list_methods() if m.source == "ours" and not m.available]
+    if missing_ours:
+        notes.append("Our checkpoints " + ", ".join(missing_ours) + " are listed but their files are missing.")
+    note = catalog.cards_table(cards) + ("\n\n" + " ".join(notes) if notes else "")
     default = [choices[0][1]] if choices else []
     return choices, default, note
 
@@ -289,7 +292,7 @@ def reconstruct_all(scene, methods: list[str] | None, progress: Progress = None,
         cache.put((key, name, backend), result)
         run.results[name] = result
     if progress:
-        progress(1.0, "done")
+        progress(1.0, "all methods reconstructed")
     return run
 
 
@@ -355,31 +358,59 @@ def _paper_points() -> tuple:
 
 
 def figures(run: Run):
-    """(PSNR vs BOPs, PSNR vs measured latency) Plotly figures."""
+    """(PSNR vs BOPs, PSNR vs measured latency) Plotly figures.
+
+    Latency is plotted even without scores (no ground truth): seconds per measurement as bars.
+    """
+    from qsci.zoo import read_manifest
+
+    presets = {e.get("name"): e.get("preset") for e in read_manifest().get("models", [])}
     paper = list(_paper_points())
-    ours_ops, ours_time, lines = [], [], []
+    ours_ops, ours_time, lines, shown_presets = [], [], [], []
     for name in run.order:
         r = run.results.get(name)
-        if r is None or r.psnr_mean is None:
+        if r is None:
+            continue
+        per_meas = r.seconds / max(1, r.frames.shape[0])  # comparable across scenes of any length
+        ours_time.append((name, per_meas, r.psnr_mean))
+        if r.psnr_mean is None:
             continue
         bops = _method_bops(name)
         if bops is not None:
             ours_ops.append((name, bops, r.psnr_mean))
+            if presets.get(name):
+                shown_presets.append(str(presets[name]).upper())
         else:
             lines.append((name, r.psnr_mean))
-        per_meas = r.seconds / max(1, r.frames.shape[0])  # comparable across scenes of any length
-        ours_time.append((name, per_meas, r.psnr_mean))
-    return (charts.psnr_vs_ops(ours_ops, paper, "BOPs per 256×256×8 measurement (log scale)", lines),
-            charts.psnr_vs_latency(ours_time))
+    kinds = sorted(set(shown_presets))
+    note = f"our {'/'.join(kinds)}-preset models" if kinds else "our models"
+    colors = {name: charts.color_for(k) for k, name in enumerate(run.order)}  # one colour per method in both
+    return (charts.psnr_vs_ops(ours_ops, paper, "BOPs per 256×256×8 measurement (log scale)", lines, note, colors),
+            charts.psnr_vs_latency(ours_time, colors))
 
 
-def frame_view(run: Run | None, index: float | int | None):
-    """(reconstruction gallery items, error-map gallery items) at one frame for all methods."""
+def frame_view(run: Run | None, index: float | int | None) -> str:
+    """The results panel (HTML): every method at one frame, zoomed crops and error maps."""
     if run is None or not run.results:
-        return [], []
+        return ""
     recons = {n: run.results[n].frames for n in run.order if n in run.results}
     scores = {n: (run.results[n].psnr, run.results[n].ssim) for n in recons}
-    return views.side_by_side(run.scene.gt, recons, index, scores)
+    return panel.results_html(run.scene.gt, recons, index, scores, _method_labels(list(recons)))
+
+
+def _method_labels(names: list[str]) -> dict[str, str]:
+    # "4-bit, ours" etc. under each tile, from the same cards as the method picker.
+    from qsci import zoo
+
+    out = {}
+    for name in names:
+        try:
+            m = zoo.get_method(name)
+        except QSCIError:
+            continue
+        bits = "" if m.source == "classical" else ("fp32, " if m.bits >= 32 else f"{m.bits}-bit, ")
+        out[name] = bits + catalog.SOURCE_TEXT.get(m.source, m.source)
+    return out
 
 
 def input_images(scene) -> list[tuple[np.ndarray, str]]:
@@ -405,25 +436,42 @@ def new_workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="run-", dir=_WORK_ROOT))
 
 
-def write_outputs(run: Run, workdir: Path | None = None, formats: tuple[str, ...] = (".npz", ".mat")) -> Run:
-    """Write a video per method (+ ground truth) and the reconstructions for download."""
+def write_outputs(run: Run, workdir: Path | None = None, formats: tuple[str, ...] = (".npz", ".mat"),
+                  progress: Progress = None) -> Run:
+    """Write a video per method (+ ground truth) and the reconstructions for download.
+
+    `progress(fraction, message)` is called before each file, so the page says what it is doing.
+    """
     from qsci import io
 
     workdir = Path(workdir) if workdir else new_workdir()
+    names = [n for n in run.order if n in run.results]
+    total = len(names) * (1 + len(formats)) + (run.scene.gt is not None)
+    done = 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        if progress:
+            progress(done / max(total, 1), f"writing {what} ({done + 1}/{total})")
+        done += 1
+
     if run.scene.gt is not None:
+        step("the ground-truth video")
         run.videos["ground truth"] = io.write_video(workdir / "ground_truth.mp4", views.as_stack(run.scene.gt), VIDEO_FPS)
-    for name in run.order:
-        r = run.results.get(name)
-        if r is None:
-            continue
+    for name in names:
+        r = run.results[name]
         stem = _safe(name)
         try:
+            step(f"{name} video")
             run.videos[name] = io.write_video(workdir / f"{stem}.mp4", np.clip(views.as_stack(r.frames), 0, 1), VIDEO_FPS)
             for ext in formats:
+                step(f"{name} {ext}")
                 run.files.append(Path(io.save_frames(workdir / f"{stem}{ext}", r.frames) or workdir / f"{stem}{ext}"))
         except QSCIError as exc:
             run.errors.setdefault(name, f"could not write files: {exc}")
     run.files += [Path(p) for p in run.videos.values()]
+    if progress:
+        progress(1.0, "files written")
     return run
 
 
