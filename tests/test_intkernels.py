@@ -111,3 +111,24 @@ def test_psnr_agreement_check_on_tiny_model():
     report = int8_agreement(model, [scene], max_diff_db=0.1)
     assert set(report["scenes"]) == {"tiny"}
     assert report["ok"] and abs(report["diff_db"]) <= 0.1
+
+
+def test_batch_of_two_and_zero_copy_codes():
+    """Int8TSAB's frame-major token order also holds for B > 1; codes equal torch's int_repr."""
+    model = _tiny("qsci-t-4bit", seed=5)
+    m8 = convert_to_int8(model)
+    x0 = torch.rand(2, 1, 8, 16, 16)
+    with torch.inference_mode():
+        ref, out = model(x0), m8(x0)
+        single = m8(x0[1:])
+    assert out.shape == ref.shape == (2, 8, 16, 16)
+    assert _psnr_between(ref, out) > 60 and _psnr_between(out[1:], single) > 60
+    x = torch.randn(1, 6, 3, 5, 7).contiguous(memory_format=torch.channels_last_3d) * 3
+    codes = quantize_codes(x, 0.05, 3, 255)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expect = torch.quantize_per_tensor(x, 0.05, 3, torch.quint8).int_repr()
+    assert codes.dtype == torch.uint8 and not codes.is_quantized and torch.equal(codes, expect)
+    assert codes.stride() == x.stride()

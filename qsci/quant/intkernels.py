@@ -54,6 +54,12 @@ def onednn_available() -> bool:
         return False
 
 
+def _as_uint8(q: torch.Tensor) -> torch.Tensor:
+    """The bytes of a quint8 tensor as a plain uint8 tensor, no copy (int_repr copies: 11 % of
+    the T 4-bit int8 time in the profile, docs/int8.md). Same shape, strides and storage."""
+    return torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage(), q.storage_offset(), q.shape, q.stride())
+
+
 def quantize_codes(x: torch.Tensor, scale: float, zero_point: int, code_max: int) -> torch.Tensor:
     """uint8 codes `clamp(round(x / scale) + zero_point, 0, code_max)`, memory format kept."""
     x = x.float()
@@ -64,10 +70,10 @@ def quantize_codes(x: torch.Tensor, scale: float, zero_point: int, code_max: int
         if not _QUIET["done"]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                u = torch.quantize_per_tensor(x, scale, zero_point, torch.quint8).int_repr()
+                u = _as_uint8(torch.quantize_per_tensor(x, scale, zero_point, torch.quint8))
             _QUIET["done"] = True
         else:
-            u = torch.quantize_per_tensor(x, scale, zero_point, torch.quint8).int_repr()
+            u = _as_uint8(torch.quantize_per_tensor(x, scale, zero_point, torch.quint8))
         return u.clamp_(max=code_max) if code_max < 255 else u
     return (x / scale).round_().add_(zero_point).clamp_(0, code_max).to(torch.uint8)
 
@@ -175,7 +181,7 @@ def quantize_codes_per_channel(x: torch.Tensor, step: torch.Tensor, offset: torc
         zps = torch.full((step.numel(),), zp, dtype=torch.long)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            u = torch.quantize_per_channel(x, step, zps, ax, torch.quint8).int_repr()
+            u = _as_uint8(torch.quantize_per_channel(x, step, zps, ax, torch.quint8))
     else:
         u = (x / step.float().reshape(view)).round_().add_(offset.float().reshape(view))
         u = u.clamp_(0, 255).to(torch.uint8)
@@ -382,34 +388,47 @@ class Int8TSAB(nn.Module):
         self.register_buffer("lo", cols(torch.cat([p.lo for p in acts])))
         self.register_buffer("hi", cols(torch.cat([p.hi for p in acts])))
         self.attn_act = FusedFakeQuant(tsab.attn_act)
+        self.attn_act.ch_axis = -3  # heads: (N, heads, T, T) here, (B, HW, heads, T, T) in _forward_int
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, g, T, H, W)
+        if isinstance(self.qkv, Int8Linear) and isinstance(self.proj, Int8Linear):
+            return self._forward_int(x)
         b, g, t, h, w = x.shape
         n, d = b * h * w, self.inner // self.heads
-        ints = isinstance(self.qkv, Int8Linear) and isinstance(self.proj, Int8Linear)
-        if ints:  # quantize first, then move uint8 codes (not fp32) into token order
-            u = self.qkv.codes(x, axis=1).permute(0, 3, 4, 2, 1).reshape(n * t, g)
-            qkv = self.qkv.forward_codes(u)  # (N*T, 3*inner), fresh buffer
-        else:
-            qkv = self.qkv(x.permute(0, 3, 4, 2, 1).reshape(n, t, g)).reshape(n * t, 3 * self.inner)
-        # q + shift, then lsq.fake_quant_act per head: (round(clamp(v / a + zr)) - zr) * a
+        qkv = self.qkv(x.permute(0, 3, 4, 2, 1).reshape(n, t, g)).reshape(n * t, 3 * self.inner)
+        self._quantize_qkv(qkv)
+        qkv = qkv.reshape(n, t, 3, self.heads, d).permute(2, 0, 3, 1, 4)
+        out = self._attend(qkv[0], qkv[1], qkv[2])  # (N, heads, T, d)
+        out = self.proj(out.transpose(1, 2).reshape(n, t, self.inner))  # (N, T, g)
+        return out.reshape(b, h, w, t, g).permute(0, 4, 3, 1, 2)
+
+    def _quantize_qkv(self, qkv: torch.Tensor) -> None:
+        """q + shift, then lsq.fake_quant_act per head, in place: (round(clamp(v / a + zr)) - zr) * a."""
         qkv.add_(self.shift).div_(self.a).add_(self.zr).clamp_(self.lo, self.hi).round_()
         qkv.sub_(self.zr).mul_(self.a)
-        qkv = qkv.reshape(n, t, 3, self.heads, d).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # (N, heads, T, d)
-        attn = torch.matmul(q, k.transpose(-2, -1)).mul_(self.scale)  # (N, heads, T, T)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        attn = torch.matmul(q, k.transpose(-2, -1)).mul_(self.scale)  # (..., T, T)
         attn = attn.sub_(attn.amax(dim=-1, keepdim=True)).exp_()
         attn = self.attn_act(attn.div_(attn.sum(dim=-1, keepdim=True)))
-        out = torch.matmul(attn, v)  # (N, heads, T, d)
-        if ints:
-            if self.proj.per_channel:  # channels are (head, d): token order first, then codes
-                u = self.proj.codes(out.transpose(1, 2).reshape(n * t, self.inner))
-            else:
-                u = self.proj.codes(out).transpose(1, 2).reshape(n * t, self.inner)
-            out = self.proj.forward_codes(u)
-        else:
-            out = self.proj(out.transpose(1, 2).reshape(n, t, self.inner))  # (N, T, g)
-        return out.reshape(b, h, w, t, g).permute(0, 4, 3, 1, 2)
+        return torch.matmul(attn, v)  # (..., T, d)
+
+    def _forward_int(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens in frame-major order (b, t, h, w): the channels_last_3d memory order, so the
+        uint8 input codes are a view and the output comes back channels-last without a copy."""
+        b, g, t, h, w = x.shape
+        hw, d = h * w, self.inner // self.heads
+        u = self.qkv.codes(x, axis=1).permute(0, 2, 3, 4, 1).reshape(b * t * hw, g)
+        qkv = self.qkv.forward_codes(u)  # (B*T*H*W, 3*inner), fresh buffer
+        self._quantize_qkv(qkv)
+        qkv = qkv.reshape(b, t, hw, 3, self.heads, d).permute(3, 0, 2, 4, 1, 5)  # (3, B, HW, heads, T, d)
+        out = self._attend(qkv[0], qkv[1], qkv[2])  # (B, HW, heads, T, d), contiguous
+        if self.proj.per_channel:  # channels are (head, d): token order first, then codes
+            u = self.proj.codes(out.permute(0, 3, 1, 2, 4).reshape(b * t * hw, self.inner))
+        else:  # codes first: the token-order copy moves uint8, not fp32
+            u = self.proj.codes(out).permute(0, 3, 1, 2, 4).reshape(b * t * hw, self.inner)
+        out = self.proj.forward_codes(u)  # (B*T*H*W, g)
+        return out.reshape(b, t, h, w, g).permute(0, 4, 1, 2, 3)  # channels_last_3d view
 
 
 class ActQuantizerParams:
