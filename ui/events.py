@@ -189,7 +189,7 @@ def inspect_upload(meas_file, mask_file, gt_file):
     return handlers.describe_scene(scene), gr.Dropdown(choices=options, value="all", interactive=len(options) > 1)
 
 
-def api_inspect_upload(meas_file, mask_file, gt_file) -> dict:
+def api_inspect_upload(meas_file, mask_file, gt_file=None) -> dict:
     """What the app read from an upload: {"name", "cr", "height", "width", "measurements",
     "ground_truth", "axis_order", "notices", "warnings"} (errors are one-line API errors)."""
     with user_errors("read the uploaded files"):
@@ -257,7 +257,7 @@ def api_reconstruct_scene(scene: str, methods: list[str]) -> dict:
         return handlers.reconstruct_scene_json(scene, methods)
 
 
-def api_reconstruct_upload(meas_file, mask_file, gt_file, methods):
+def api_reconstruct_upload(meas_file, mask_file, gt_file=None, methods=None):
     """Reconstruct uploaded files; returns the same JSON as `reconstruct_scene` and the downloads."""
     with user_errors("reconstruct the upload"):
         scene = handlers.load_upload(meas_file, mask_file, gt_file)
@@ -266,7 +266,8 @@ def api_reconstruct_upload(meas_file, mask_file, gt_file, methods):
         return handlers.summary(run), [str(p) for p in run.files if Path(p).suffix == ".npz"]
 
 
-def api_reconstruct_simulated(video_file, clip, mask_kind, seed, cr, noise, size, methods) -> dict:
+def api_reconstruct_simulated(video_file=None, clip=None, mask_kind="random", seed=0, cr=8, noise=0.0, size=256,
+                              methods=None) -> dict:
     """Simulate a measurement (uploaded video, else an embedded clip) and reconstruct it.
 
     Returns the same JSON as `reconstruct_scene`: {method: {"psnr", "ssim", "seconds", ...}}.
