@@ -20,7 +20,6 @@ import pytest
 import scipy.io as sio
 
 from qsci.errors import QSCIError
-from qsci.io.inspect import input_warnings, scale_measurement
 
 
 @pytest.fixture
@@ -80,6 +79,8 @@ def test_one_measurement_of_a_file_can_be_picked(drop8):
 
 
 def test_scale_policy_rules():
+    from qsci.io.inspect import scale_measurement
+
     mask = np.ones((8, 4, 4), np.float32) * 0.5  # per-pixel sum 4
     frames_scale = np.full((1, 4, 4), 3.0, np.float32)
     assert scale_measurement(frames_scale, mask)[1] == []
@@ -117,6 +118,8 @@ def test_all_zero_measurement_under_an_unknown_name_warns_on_stderr(tmp_path):
 
 
 def test_input_warnings_cover_constant_saturated_empty_planes_and_density():
+    from qsci.io.inspect import input_warnings
+
     rng = np.random.default_rng(1)
     mask = (rng.random((4, 16, 16)) < 0.5).astype(np.float32)
     ok = rng.random((2, 16, 16)).astype(np.float32)
