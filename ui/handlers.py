@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from qsci.errors import QSCIError
-from ui import catalog, charts, panel, views
+from ui import catalog, charts, panel, views, weights
 from ui.cache import ResultCache, array_digest
 
 Progress = Callable[[float, str], None] | None
@@ -280,7 +280,11 @@ def reconstruct_all(scene, methods: list[str] | None, progress: Progress = None,
             step(1.0, f"{name}: cached")
             continue
         try:
-            result = reconstruct(scene.meas, scene.mask, name, gt=scene.gt, backend=backend, progress=step)
+            recon_step = step
+            if weights.needs_download(name):  # the authors' checkpoint: first half of this method's bar
+                weights.ensure(name, lambda f, m, _s=step: _s(0.5 * f, m))
+                recon_step = lambda f, m="", _s=step: _s(0.5 + 0.5 * f, m)  # noqa: E731
+            result = reconstruct(scene.meas, scene.mask, name, gt=scene.gt, backend=backend, progress=recon_step)
         except Cancelled:
             raise  # the user stopped the whole run, not just this method
         except QSCIError as exc:
