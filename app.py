@@ -25,11 +25,12 @@ def build_demo():
     import gradio as gr
 
     from qsci.synthetic import list_embedded_scenes
-    from ui import events, handlers, panel, status
+    from ui import events, examples, handlers, panel, status
 
     scenes, scene_default = handlers.scene_choices()
     method_choices, method_default, method_note = handlers.method_choices()
     clips = list_embedded_scenes()
+    example_rows = examples.listed()
 
     with gr.Blocks(title="Q-SCI studio", delete_cache=(3600, 3600), fill_width=True) as demo:
         gr.Markdown(INTRO)
@@ -54,7 +55,13 @@ def build_demo():
                             up_meas = gr.File(label="Measurement (.mat, .npy, .npz, .tif, .png)", elem_id="up-meas")
                             up_mask = gr.File(label="Mask (T planes, same size)", elem_id="up-mask")
                             up_gt = gr.File(label="Ground truth (optional: frames or video)", elem_id="up-gt")
-                        up_info = gr.Markdown("Upload a measurement and its mask.", elem_id="up-info")
+                        up_info = gr.Markdown("Upload a measurement and its mask: what was read from each "
+                                              "file shows here as soon as it arrives.", elem_id="up-info")
+                        if example_rows:
+                            gr.Examples(example_rows, [up_meas, up_mask, up_gt], label="Example uploads (made by "
+                                        "this project from embedded clips: with and without ground truth)",
+                                        example_labels=["coins, 2 × 64×64, with ground truth",
+                                                        "camera, 128×128, no ground truth"][:len(example_rows)])
                         with gr.Row():
                             up_index = gr.Dropdown(["all"], value="all", label="Measurement in the file")
                             up_scaling = gr.Checkbox(False, label="Real-camera 8-bit scaling (meas / 255 × CR / 2)")

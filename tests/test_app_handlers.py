@@ -224,3 +224,36 @@ def test_scene_note_says_whether_a_download_is_needed():
     if missing is not None:
         assert "downloaded when you press Reconstruct" in handlers.scene_note(missing.name)
     assert handlers.scene_note("no-such-scene") == ""
+
+
+def test_each_uploaded_file_is_described_as_soon_as_it_arrives(tiny_scene, tmp_path):
+    meas, mask = tmp_path / "a measurement with a long name.npy", tmp_path / "mask.npy"
+    np.save(meas, tiny_scene.meas)
+    np.save(mask, tiny_scene.mask)
+    text, picker = events.inspect_upload(str(meas), None, None)
+    assert "`a measurement with a long name.npy`" in text  # the name in full
+    assert "2 measurements of 32x32" in text and "values 0 …" in text and "axes" in text
+    assert "Next: upload its mask" in text and picker.choices in ([("all", "all")], ["all"])
+    text, _ = events.inspect_upload(None, str(mask), None)
+    assert "8 planes (compression ratio 8) of 32x32" in text and "Next: upload the measurement" in text
+    text, picker = events.inspect_upload(str(meas), str(mask), None)
+    assert "compression ratio **8**" in text and "**measurement**" in text and "**mask**" in text
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    text, _ = events.inspect_upload(str(tmp_path / "junk.npy"), str(mask), None)
+    assert text.count("junk.npy") >= 2 and "✖" in text and "Traceback" not in text
+
+
+def test_example_uploads_are_reproducible_and_readable(tmp_path):
+    from ui import examples
+
+    made = examples.make(tmp_path)
+    for name, paths in made.items():
+        for p in paths:
+            if p is not None:
+                committed = examples.FOLDER / p.name
+                assert committed.read_bytes() == p.read_bytes(), f"{committed} differs: run python -m ui.examples"
+    rows = examples.listed()
+    assert len(rows) == 2 and rows[0][2] is not None and rows[1][2] is None
+    with_gt = handlers.load_upload(*rows[0])
+    assert with_gt.gt is not None and with_gt.meas.shape == (2, 64, 64) and with_gt.cr == 8
+    assert handlers.load_upload(*rows[1]).gt is None

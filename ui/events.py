@@ -19,7 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from qsci.errors import QSCIError
-from ui import handlers, status
+from ui import filecard, handlers, status
 
 log = logging.getLogger("qsci.app")
 
@@ -167,26 +167,25 @@ def describe_scene_choice(scene_name: str) -> str:
 
 
 def inspect_upload(meas_file, mask_file, gt_file):
-    """Show CR, size and axis order as soon as both files are there; offer measurement choice.
+    """Show what was read from each file as soon as it arrives; CR, size and axis order of the pair.
 
     A file that cannot be read is reported here, in the upload tab's own info line (no toast).
     """
+    paths = [handlers._path(f) for f in (meas_file, mask_file, gt_file)]
+    files = filecard.upload_summary(*paths)
+    reset = gr.Dropdown(choices=["all"], value="all")
     if not meas_file or not mask_file:
-        have = [f"{what}: <code>{html.escape(Path(handlers._path(f) or '').name)}</code>"
-                for what, f in (("measurement", meas_file), ("mask", mask_file), ("ground truth", gt_file)) if f]
-        need = "the mask" if meas_file else "a measurement" if mask_file else "a measurement and its mask"
-        got = ("Received " + ", ".join(have) + ". ") if have else ""
-        return got + f"Now upload {need}.", gr.Dropdown(choices=["all"], value="all")
+        return files, reset
     try:
         scene = handlers.load_upload(meas_file, mask_file, gt_file)
     except QSCIError as exc:
-        return f"**✖ Cannot read the uploaded files:** {exc}", gr.Dropdown(choices=["all"], value="all")
+        return f"{files}\n\n**✖ Cannot use these files together:** {exc}", reset
     except Exception as exc:
         log.exception("unexpected error while inspecting an upload")
-        return (f"**✖ Internal error while reading the uploaded files:** {type(exc).__name__}: {exc}",
-                gr.Dropdown(choices=["all"], value="all"))
+        return f"{files}\n\n**✖ Internal error while reading the uploaded files:** {type(exc).__name__}: {exc}", reset
     options = handlers.measurement_options(scene)
-    return handlers.describe_scene(scene), gr.Dropdown(choices=options, value="all", interactive=len(options) > 1)
+    return (handlers.describe_scene(scene) + "\n\n" + files,
+            gr.Dropdown(choices=options, value="all", interactive=len(options) > 1))
 
 
 def api_inspect_upload(meas_file, mask_file, gt_file=None) -> dict:
