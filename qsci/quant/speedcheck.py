@@ -1,0 +1,98 @@
+"""Relative speed of backends measured in ONE process, alternating, on the engine's runners.
+
+On a shared machine the load changes from minute to minute, so backends timed in separate
+processes (or one after the other) are not comparable. Here every round times each runner once,
+in turn, and the report gives per-backend medians over the rounds (wall time, and the
+process CPU time, which under load tracks the work done better than wall time: OpenMP
+threads wait passively) plus the ratio of int8 to the
+faster floating-point runner within each round (its median is the figure to quote), with the
+load average (`/proc/loadavg`) before and after.
+
+    python -m qsci.quant.speedcheck --preset t --threads 2 --size 256x256x8 --rounds 5
+    python -m qsci.quant.speedcheck --preset s --bits 4 --rounds 3 --profile int8
+
+Runners come from `qsci.bench.make_runner` (trained zoo weights where they exist, else calibrated
+random weights: timing does not depend on the values). Output: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+
+def _load() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m qsci.quant.speedcheck")
+    ap.add_argument("--preset", default="t")
+    ap.add_argument("--bits", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", default="256x256x8", help="HxWxT")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--backends", default="fp32,bf16,int8", help="comma list of fp32, bf16, int8, fakequant")
+    ap.add_argument("--profile", default=None, help="after timing, torch.profiler table for this backend")
+    args = ap.parse_args(argv)
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    from qsci.bench import make_runner, parse_size, runner_label, synthetic_batch, tune_allocator
+
+    tune_allocator()
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    size = parse_size(args.size)
+    _x0, y, mask = synthetic_batch(size)
+    meas = y[None]
+    runners = {}
+    for b in args.backends.split(","):
+        name = f"qsci-{args.preset}-" + (f"{args.bits}bit" if b in ("int8", "fakequant") else "fp32")
+        runner, weights = make_runner(name, b, size)
+        runner(meas, mask)  # warm-up: first-call costs (weight packing, allocator) not timed
+        runners[b] = (name, runner, weights)
+    load_before = _load()
+    times: dict[str, list[float]] = {b: [] for b in runners}
+    cpu: dict[str, list[float]] = {b: [] for b in runners}
+    for _ in range(args.rounds):
+        for b, (_name, runner, _w) in runners.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            runner(meas, mask)
+            times[b].append(time.perf_counter() - t0)
+            cpu[b].append(time.process_time() - c0)
+    report = {
+        "size": list(size), "threads": args.threads, "rounds": args.rounds,
+        "loadavg_before": load_before, "loadavg_after": _load(),
+        "runners": {b: {"model": n, "backend": runner_label(r), "weights": w,
+                        "median_s": round(statistics.median(times[b]), 4),
+                        "times_s": [round(t, 4) for t in times[b]],
+                        "cpu_s_median": round(statistics.median(cpu[b]), 4)} for b, (n, r, w) in runners.items()},
+    }
+    floats = [b for b in ("fp32", "bf16") if b in times]
+    if "int8" in times and floats:
+        per_round = [min(times[f][i] for f in floats) / times["int8"][i] for i in range(args.rounds)]
+        report["int8_speedup_vs_best_float_per_round"] = [round(r, 3) for r in per_round]
+        report["int8_speedup_vs_best_float_median"] = round(statistics.median(per_round), 3)
+    print(json.dumps(report, indent=1), flush=True)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        _n, runner, _w = runners[args.profile]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            runner(meas, mask)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
