@@ -211,14 +211,21 @@ def test_bit_depth_comparison_on_a_benchmark_scene(app_url, browser):
         expect(page.locator("#qsci-tiles")).to_contain_text("Frame 5", timeout=30_000)
 
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+        # the README's picture: from the results' summary line down to the compute chart
+        top = page.locator("#scene-info").bounding_box()["y"] + page.evaluate("window.scrollY")
+        bottom = page.locator("#plot-ops").bounding_box()
+        bottom = bottom["y"] + bottom["height"] + page.evaluate("window.scrollY")
+        page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True,
+                        clip={"x": 0, "y": top - 10, "width": 1400, "height": bottom - top + 20})
     finally:
         page.close()
     assert (ARTIFACTS / "app.png").stat().st_size > 10_000
-    if os.environ.get("QSCI_UPDATE_SCREENSHOT"):  # the README's picture: smaller, 256 colours
+    if os.environ.get("QSCI_UPDATE_SCREENSHOT"):  # smaller, 256 colours
         from PIL import Image
 
-        im = Image.open(ARTIFACTS / "app.png").convert("RGB")
-        im = im.resize((im.width * 3 // 5, im.height * 3 // 5), Image.LANCZOS).quantize(256)
+        im = Image.open(ARTIFACTS / "results.png").convert("RGB")
+        im = im.resize((im.width * 3 // 4, im.height * 3 // 4), Image.LANCZOS)
+        im = im.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)  # keeps the colours
         im.save(REPO / "assets" / "screenshot.png", optimize=True)
 
 
@@ -236,6 +243,18 @@ def test_an_error_stays_on_the_status_line_without_error_badges(app_url, browser
         expect(status.locator(".qsci-status.error")).to_be_visible()
         badges = page.locator(".error").filter(has_text=re.compile(r"^\s*Error\s*$"))
         assert badges.count() == 0
+
+        # upload feedback as soon as one file arrives (the project's own example measurement)
+        from ui.examples import listed
+
+        rows = listed()
+        if rows:
+            page.get_by_role("tab", name="Upload").click()
+            page.locator("#up-meas input[type=file]").set_input_files(rows[0][0])
+            info = page.locator("#up-info")
+            expect(info).to_contain_text(Path(rows[0][0]).name, timeout=30_000)
+            expect(info).to_contain_text("measurements of 64x64")
+            expect(info).to_contain_text("Next: upload its mask")
     finally:
         page.close()
 

@@ -257,3 +257,17 @@ def test_example_uploads_are_reproducible_and_readable(tmp_path):
     with_gt = handlers.load_upload(*rows[0])
     assert with_gt.gt is not None and with_gt.meas.shape == (2, 64, 64) and with_gt.cr == 8
     assert handlers.load_upload(*rows[1]).gt is None
+
+
+def test_progress_keeps_moving_inside_a_long_step():
+    now = [100.0]
+    seen = []
+    ticker = events._Ticker(lambda f, desc="": seen.append((f, desc)), interval=1.0, clock=lambda: now[0])
+    ticker(0.25, desc="qsci-t-fp32: measurement 1/1")
+    assert ticker.tick() is None  # nothing to add yet
+    now[0] += 7.0
+    assert ticker.tick() == "qsci-t-fp32: measurement 1/1 · 7 s"
+    assert seen[-1] == (0.25, "qsci-t-fp32: measurement 1/1 · 7 s")  # same fraction: only the clock runs
+    ticker(0.5, desc="writing gap-tv video (2/4)")
+    now[0] += 0.5
+    assert ticker.tick() is None  # a new step restarts the clock

@@ -110,6 +110,52 @@ def _outputs(run: handlers.Run, report=None, started: float | None = None) -> tu
     )
 
 
+class _Ticker:
+    """Progress that keeps moving inside long steps: the last step is re-reported with its elapsed
+    seconds every `interval` s (honest: the fraction stays where the work is; only the clock runs)."""
+
+    def __init__(self, progress, interval: float = 1.0, clock=time.monotonic):
+        self.progress, self.interval, self.clock = progress, interval, clock
+        self.fraction, self.message, self.since = 0.0, "", clock()
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, fraction: float, desc: str = "") -> None:
+        with self._lock:
+            if desc != self.message:
+                self.since = self.clock()
+            self.fraction, self.message = float(fraction), desc
+        self.progress(fraction, desc=desc)
+
+    def tick(self) -> str | None:
+        """Re-report the current step with its elapsed time; returns the message (None: too soon)."""
+        with self._lock:
+            elapsed = self.clock() - self.since
+            if elapsed < self.interval or not self.message:
+                return None
+            fraction, message = self.fraction, f"{self.message} · {elapsed:.0f} s"
+        self.progress(fraction, desc=message)
+        return message
+
+    def __enter__(self):
+        def loop():
+            while not self._done.wait(self.interval):
+                try:
+                    self.tick()
+                except Exception:  # a closed page must not kill the run
+                    return
+        self._thread = threading.Thread(target=loop, daemon=True, name="qsci-progress")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        return False
+
+
 def _kept(message_html: str) -> tuple:
     """A status line and nothing else: the previous results and all inputs stay as they are."""
     return (gr.skip(), message_html) + tuple(gr.skip() for _ in range(RUN_OUTPUT_COUNT - 2))
@@ -135,7 +181,6 @@ def _ui_run(make_scene, what: str, methods, progress, request):
     stop = _stop_flag(request)
     stop.clear()
     yield _kept(status.running())
-    report = _progress_adapter(progress, stop)
     box: list = []
     scene = None
     with _status_on_error(what, box):
@@ -144,7 +189,8 @@ def _ui_run(make_scene, what: str, methods, progress, request):
         yield _kept(box[0])
         return
     out = None
-    with _status_on_error("reconstruct", box):
+    with _Ticker(progress) as ticker, _status_on_error("reconstruct", box):
+        report = _progress_adapter(ticker, stop)
         run = handlers.reconstruct_all(scene, methods, _scaled(report, 0.0, RECON_SHARE))
         out = _outputs(run, report, started)
     yield _kept(box[0]) if box else out
