@@ -202,9 +202,9 @@ def ground_truth_for(gt_path: str | Path, n_meas: int, mask: np.ndarray, first: 
     if frames.shape[0] < need:
         covered = frames.shape[0] // t - first
         if not partial or covered < 1:
-            which = f"measurement {first}" if n_meas == 1 else f"{n_meas} measurements"
-            raise QSCIError(f"{name}: {frames.shape[0]} ground-truth frames do not cover {which} at CR {t} "
-                            f"(need frames {start}..{need - 1})")
+            which = f"measurement {first}" if n_meas == 1 else f"{n_meas} measurements from {first}"
+            raise QSCIError(f"{name}: {frames.shape[0]} ground-truth frames, need {need} to cover {which} "
+                            f"at CR {t} (frames {start}..{need - 1})")
         need = (first + covered) * t
     return split_groups(frames[start:need], t)
 

@@ -74,7 +74,7 @@ def test_one_measurement_of_a_file_can_be_picked(drop8):
 
     scene = scene_from_files(drop8, drop8, measurement=3)
     assert scene.meas.shape == (1, 256, 256) and scene.info["measurements_in_file"] == 5
-    with pytest.raises(QSCIError, match="do not cover measurement 3"):
+    with pytest.raises(QSCIError, match="need 32 to cover measurement 3"):
         scene_from_files(drop8, drop8, drop8, measurement=3)
 
 
@@ -204,3 +204,10 @@ def test_a_hanging_or_hungry_parser_is_stopped(drop8, monkeypatch):
     monkeypatch.setattr(handlers, "UPLOAD_PARSER", "upload_crash_parser:hog")
     with pytest.raises(QSCIError, match="more than the 1024 MB allowed"):
         handlers.load_upload(drop8, drop8)
+
+
+def test_isolated_parsers_may_return_plain_json(drop8):
+    from qsci.io.isolate import read_upload
+
+    assert read_upload(drop8, parser="upload_crash_parser:describe") == {
+        "shape": [5, 256, 256], "axes": "H,W,T -> T,H,W (MATLAB v5)"}

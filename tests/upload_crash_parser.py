@@ -27,3 +27,11 @@ def hog(meas_path, *args, **kwargs):
     blocks = []
     while True:
         blocks.append(bytearray(256 << 20))
+
+
+def describe(path):
+    """A JSON-able result (a per-file description) instead of a SceneInput."""
+    from qsci import io
+
+    m = io.read_measurement(path)
+    return {"shape": list(m.data.shape), "axes": m.axis_order}

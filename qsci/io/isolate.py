@@ -77,6 +77,9 @@ def _child(conn, parser: str, args: tuple, kwargs: dict, memory_bytes: int) -> N
     try:
         module, func = parser.split(":")
         scene = getattr(importlib.import_module(module), func)(*args, **kwargs)
+        if not hasattr(scene, "meas"):  # a plain JSON-able result (e.g. a description of one file)
+            conn.send_bytes(b"J" + json.dumps(scene).encode())
+            return
         head = {"name": scene.name, "kind": scene.kind, "info": scene.info}
         conn.send_bytes(b"H" + json.dumps(head).encode())
         for arr in (scene.meas, scene.mask, scene.gt):
@@ -101,9 +104,11 @@ def _signal_name(code: int) -> str:
 
 def read_upload(*args, parser: str = DEFAULT_PARSER, timeout_s: float | None = None,
                 memory_mb: float | None = None, **kwargs):
-    """`parser(*args, **kwargs)` (a `SceneInput`) computed in a limited child process.
+    """`parser(*args, **kwargs)` computed in a limited child process.
 
-    `parser` is "module:function"; `args[0]` names the file blamed when nothing was read yet.
+    `parser` is "module:function" returning a `SceneInput` (rebuilt here from `.npy` bytes) or a
+    JSON-able value (returned as decoded JSON: use this to describe single files safely);
+    `args[0]` names the file blamed when nothing was read yet.
     """
     from qsci.scenes import SceneInput
 
@@ -141,6 +146,8 @@ def read_upload(*args, parser: str = DEFAULT_PARSER, timeout_s: float | None = N
             elif tag == b"M":
                 raise InputFileError(current[0], f"reading the {current[1]} needs more than the "
                                                  f"{memory_mb:g} MB allowed for an upload")
+            elif tag == b"J":
+                return json.loads(body)
             elif tag == b"H":
                 head = json.loads(body)
             elif tag == b"A":
