@@ -157,7 +157,7 @@ def select_measurement(scene, index: int | str | None):
 
 
 #: "module:function" that parses an upload in the child process (`qsci.io.isolate`); tests swap in
-#: a stand-in that crashes, hangs or hogs memory.
+#: a stand-in that crashes, hangs or hogs memory (in a running app: env QSCI_UPLOAD_PARSER).
 UPLOAD_PARSER = "qsci.scenes:scene_from_files"
 
 
@@ -184,7 +184,8 @@ def load_upload(meas_file, mask_file, gt_file=None, index: int | str | None = "a
         raise QSCIError("upload a measurement file (.mat, .npy, .npz, .h5, .tif or an image)")
     if not mask_path:
         raise QSCIError("upload the mask file that coded this measurement (T planes of the same size)")
-    return read_upload(meas_path, mask_path, gt_path, parser=UPLOAD_PARSER, real_scaling=bool(real_scaling),
+    parser = os.environ.get("QSCI_UPLOAD_PARSER", "").strip() or UPLOAD_PARSER
+    return read_upload(meas_path, mask_path, gt_path, parser=parser, real_scaling=bool(real_scaling),
                        scale=scale, measurement=_measurement_index(index))
 
 
