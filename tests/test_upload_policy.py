@@ -211,3 +211,17 @@ def test_isolated_parsers_may_return_plain_json(drop8):
 
     assert read_upload(drop8, parser="upload_crash_parser:describe") == {
         "shape": [5, 256, 256], "axes": "H,W,T -> T,H,W (MATLAB v5)"}
+
+
+def test_the_per_file_upload_card_reads_in_the_child_process(drop8, monkeypatch):
+    from ui import filecard
+
+    line = filecard.describe_file("measurement", drop8)
+    assert line.startswith("**measurement** `drop8_cacti.mat`: 5 measurements of 256x256")
+    seen = []
+    import qsci.io.isolate as isolate
+
+    real = isolate.read_upload
+    monkeypatch.setattr(isolate, "read_upload", lambda *a, **k: seen.append(k["parser"]) or real(*a, **k))
+    assert filecard.describe_file("mask", drop8).startswith("**mask** `drop8_cacti.mat`: 8 planes")
+    assert seen == ["ui.filecard:read_and_describe"]

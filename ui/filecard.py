@@ -23,26 +23,36 @@ def _range(data: np.ndarray) -> str:
 
 
 def describe_file(role: str, path: str | None) -> str:
-    """Markdown line: "**measurement** `name`: what was read" (or why it could not be read)."""
-    from qsci import io
+    """Markdown line: "**measurement** `name`: what was read" (or why it could not be read).
+
+    The file is parsed in the upload child process (`qsci.io.isolate`: memory and time limits), so
+    a file that crashes a parser gives its one-line reason here and the app keeps serving.
+    """
+    from qsci.io.isolate import read_upload
 
     if not path:
         return ""
     name = html.escape(Path(path).name)
     try:
-        if role == "measurement":
-            m = io.read_measurement(path)
-            what = f"{m.describe()}, {_range(m.data)}"
-        elif role == "mask":
-            mask = io.read_mask(path)
-            t, h, w = mask.shape
-            what = f"{t} planes (compression ratio {t}) of {h}x{w}, open fraction {float(mask.mean()):.2f}"
-        else:
-            frames = io.read_scene(path)
-            what = f"{frames.shape[0]} frames of {frames.shape[-2]}x{frames.shape[-1]}, {_range(frames)}"
+        what = read_upload(path, parser="ui.filecard:read_and_describe", role=role)
     except QSCIError as exc:
         return f"**{role}** `{name}`: ✖ {exc}"
     return f"**{role}** `{name}`: {what}"
+
+
+def read_and_describe(path: str, role: str) -> str:
+    """What `describe_file` shows for one file; runs in the upload child process."""
+    from qsci import io
+
+    if role == "measurement":
+        m = io.read_measurement(path)
+        return f"{m.describe()}, {_range(m.data)}"
+    if role == "mask":
+        mask = io.read_mask(path)
+        t, h, w = mask.shape
+        return f"{t} planes (compression ratio {t}) of {h}x{w}, open fraction {float(mask.mean()):.2f}"
+    frames = io.read_scene(path)
+    return f"{frames.shape[0]} frames of {frames.shape[-2]}x{frames.shape[-1]}, {_range(frames)}"
 
 
 def upload_summary(meas_path: str | None, mask_path: str | None, gt_path: str | None) -> str:
