@@ -225,3 +225,18 @@ def test_the_per_file_upload_card_reads_in_the_child_process(drop8, monkeypatch)
     monkeypatch.setattr(isolate, "read_upload", lambda *a, **k: seen.append(k["parser"]) or real(*a, **k))
     assert filecard.describe_file("mask", drop8).startswith("**mask** `drop8_cacti.mat`: 8 planes")
     assert seen == ["ui.filecard:read_and_describe"]
+
+
+def test_an_uploaded_video_for_simulation_is_read_in_the_child_process(tmp_path, monkeypatch):
+    import qsci.io.isolate as isolate
+    from qsci.io import write_video
+    from ui import handlers
+
+    frames = np.random.default_rng(0).random((8, 16, 16)).astype(np.float32)
+    video = write_video(tmp_path / "clip.mp4", frames)
+    seen = []
+    real = isolate.read_upload
+    monkeypatch.setattr(isolate, "read_upload", lambda *a, **k: seen.append(k["parser"]) or real(*a, **k))
+    scene = handlers.simulate_input(str(video), None, "random", 0, 4, 0.0)
+    assert seen == ["qsci.io.readers:read_scene"]
+    assert scene.gt.shape[1:] == (4, 16, 16) and scene.meas.shape[1:] == (16, 16)

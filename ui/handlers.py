@@ -235,9 +235,9 @@ def simulate_input(video_file, clip: str | None, mask_kind: str, seed: int | flo
         raise QSCIError(f"compression ratio must be at least 2, got {cr}")
     video_path = _path(video_file)
     if video_path:
-        from qsci import io
+        from qsci.io.isolate import read_upload
 
-        frames = io.read_scene(video_path)
+        frames = read_upload(video_path, parser="qsci.io.readers:read_scene")  # child process, limits
         name = Path(video_path).stem
     elif clip:
         from qsci.scenes import check_request_size

@@ -77,6 +77,9 @@ def _child(conn, parser: str, args: tuple, kwargs: dict, memory_bytes: int) -> N
     try:
         module, func = parser.split(":")
         scene = getattr(importlib.import_module(module), func)(*args, **kwargs)
+        if isinstance(scene, np.ndarray):  # one array (e.g. the frames of an uploaded video)
+            conn.send_bytes(b"N" + _npy(scene))
+            return
         if not hasattr(scene, "meas"):  # a plain JSON-able result (e.g. a description of one file)
             conn.send_bytes(b"J" + json.dumps(scene).encode())
             return
@@ -106,8 +109,8 @@ def read_upload(*args, parser: str = DEFAULT_PARSER, timeout_s: float | None = N
                 memory_mb: float | None = None, **kwargs):
     """`parser(*args, **kwargs)` computed in a limited child process.
 
-    `parser` is "module:function" returning a `SceneInput` (rebuilt here from `.npy` bytes) or a
-    JSON-able value (returned as decoded JSON: use this to describe single files safely);
+    `parser` is "module:function" returning a `SceneInput` (rebuilt here from `.npy` bytes), a
+    numpy array (e.g. `qsci.io.readers:read_scene`), or a JSON-able value (returned as decoded JSON: use this to describe single files safely);
     `args[0]` names the file blamed when nothing was read yet.
     """
     from qsci.scenes import SceneInput
@@ -146,6 +149,8 @@ def read_upload(*args, parser: str = DEFAULT_PARSER, timeout_s: float | None = N
             elif tag == b"M":
                 raise InputFileError(current[0], f"reading the {current[1]} needs more than the "
                                                  f"{memory_mb:g} MB allowed for an upload")
+            elif tag == b"N":
+                return _from_npy(body)
             elif tag == b"J":
                 return json.loads(body)
             elif tag == b"H":
