@@ -25,7 +25,7 @@ BOX_RGB = (0, 200, 255)
 
 CSS = """
 .qsci-results h4 { margin: 14px 0 6px 0; font-size: 15px; }
-.qsci-grid { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
+.qsci-grid { display: flex; flex-wrap: wrap; gap: 12px 6px; align-items: flex-start; }
 .qsci-tile { margin: 0; cursor: zoom-in; }
 .qsci-tile img { display: block; max-width: 100%; height: auto; image-rendering: pixelated;
                  outline: 1px solid #8884; }
