@@ -78,6 +78,24 @@ def quantize_codes(x: torch.Tensor, scale: float, zero_point: int, code_max: int
     return (x / scale).round_().add_(zero_point).clamp_(0, code_max).to(torch.uint8)
 
 
+def quantize_codes_exact(x: torch.Tensor, scale: float, zr: float, qmin: int, qmax: int) -> torch.Tensor:
+    """uint8 `k - qmin` with the fake-quant model's own arithmetic, `k = round(clamp(x / a + zr))`.
+
+    `quantize_codes` lets torch compute round(x * (1/a) + zero point): at values within a float
+    rounding of a code boundary that picks the other code, and a low-bit network amplifies each
+    such flip (docs/int8.md). Here x / a and + zr are the same float operations as
+    `lsq.fake_quant_act`; the integer-valued result then goes through quantize_per_tensor exactly.
+    """
+    t = torch.div(x.float(), scale)
+    if zr:
+        t.add_(zr)
+    t.round_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = _as_uint8(torch.quantize_per_tensor(t, 1.0, -qmin, torch.quint8))
+    return u.clamp_(max=qmax - qmin) if qmax - qmin < 255 else u
+
+
 def _check_layer(layer: nn.Module, name: str) -> None:
     if float(layer.act.init_state) == 0 or float(layer.init_state) == 0:
         raise QSCIError(f"{name}: quantizer steps are not initialised (calibrate or load weights first)")
@@ -167,6 +185,22 @@ def fold_per_channel(layer: nn.Module, name: str = "layer", terms: int = 3) -> d
     return out
 
 
+def quantize_codes_per_channel_exact(x: torch.Tensor, step: torch.Tensor, zr: torch.Tensor, offset: torch.Tensor,
+                                     lo: torch.Tensor, hi: torch.Tensor, axis: int) -> torch.Tensor:
+    """uint8 `clamp(round(x_c / step_c + zr_c) + offset_c - zr_c, lo_c, hi_c)`: the fake-quant
+    model's float operations (`quantize_codes_exact`), per channel along `axis`."""
+    ax = axis % x.ndim
+    view = [1] * x.ndim
+    view[ax] = -1
+    t = torch.div(x.float(), step.float().reshape(view)).add_(zr.float().reshape(view)).round_()
+    shift = (offset - zr).round().long()  # integer codes: adding the shift is exact
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = _as_uint8(torch.quantize_per_channel(t, torch.ones_like(step, dtype=torch.double), shift, ax,
+                                                 torch.quint8))
+    return u.clamp_(min=lo.to(torch.uint8).reshape(view), max=hi.to(torch.uint8).reshape(view))
+
+
 def quantize_codes_per_channel(x: torch.Tensor, step: torch.Tensor, offset: torch.Tensor, lo: torch.Tensor,
                                hi: torch.Tensor, axis: int, zp: int | None = None) -> torch.Tensor:
     """uint8 `clamp(round(x_c / step_c) + offset_c, lo_c, hi_c)` along `axis`, memory format kept.
@@ -202,8 +236,9 @@ class _Int8Base(nn.Module):
     cin_axis = 1
 
     def _setup(self, layer: nn.Module, name: str, kernel: str, terms: int = 3,
-               has_padding: bool = False) -> None:
-        self.bits = int(layer.bits)
+               has_padding: bool = False, exact: bool = False) -> None:
+        self.bits, self.exact = int(layer.bits), bool(exact)
+        self.x_qmin = int(layer.act.qrange()[0])
         bias = None if layer.bias is None else layer.bias.detach().double().clone()
         self.route, self.terms, self.out_channels = "per-tensor", 1, int(layer.weight.shape[0])
         step, zp, _, _ = layer.act.quant_params()
@@ -220,6 +255,7 @@ class _Int8Base(nn.Module):
             self.register_buffer("x_offset", f["offset"].double())
             self.register_buffer("x_lo", f["lo"].double())
             self.register_buffer("x_hi", f["hi"].double())
+            self.register_buffer("x_zr", zp.double().reshape(-1))
             kz = f.get("zero_kernel")
             if kz is not None:  # zero points' part: constant in the interior (into the bias) ...
                 const = kz.reshape(kz.shape[0], -1).sum(dim=1)
@@ -247,10 +283,16 @@ class _Int8Base(nn.Module):
 
     def codes(self, x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
         """uint8 kernel input codes of x (channel axis `axis`, default the layer's input axis)."""
+        axis = self.cin_axis if axis is None else axis
         if not self.per_channel:
+            if self.exact:
+                zr = self.x_zp + self.x_qmin
+                return quantize_codes_exact(x, self.x_scale, zr, self.x_qmin, self.x_qmin + self.code_max)
             return quantize_codes(x, self.x_scale, self.x_zp, self.code_max)
+        if self.exact:
+            return quantize_codes_per_channel_exact(x, self.x_step, self.x_zr, self.x_offset, self.x_lo, self.x_hi, axis)
         return quantize_codes_per_channel(
-            x, self.x_step, self.x_offset, self.x_lo, self.x_hi, self.cin_axis if axis is None else axis,
+            x, self.x_step, self.x_offset, self.x_lo, self.x_hi, axis,
             zp=self.x_zp if self.route == "shift" else None)
 
     def _sum_terms(self, y: torch.Tensor, dim: int) -> torch.Tensor:
@@ -287,7 +329,8 @@ class _Int8Base(nn.Module):
 class Int8Conv3d(_Int8Base):
     """QConv3d on integer kernels: quantize input -> u8 x s8 conv -> fp32 (channels_last_3d)."""
 
-    def __init__(self, layer: QConv3d, name: str = "conv", kernel: str = "auto", terms: int = 3):
+    def __init__(self, layer: QConv3d, name: str = "conv", kernel: str = "auto", terms: int = 3,
+                 exact: bool = False):
         super().__init__()
         if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
             raise QSCIError(f"{name}: only zero padding given as numbers is supported")
@@ -295,7 +338,7 @@ class Int8Conv3d(_Int8Base):
         self.dilation, self.groups = list(layer.dilation), int(layer.groups)
         if self.groups != 1 and layer.act.alpha.numel() > 1:
             raise QSCIError(f"{name}: grouped convs with per-channel steps are not supported")
-        self._setup(layer, name, kernel, terms, has_padding=any(p > 0 for p in self.padding))
+        self._setup(layer, name, kernel, terms, has_padding=any(p > 0 for p in self.padding), exact=exact)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, T, H, W) -> (B, Cout, T', H', W')
         u = self.codes(x)
@@ -319,9 +362,10 @@ class Int8Linear(_Int8Base):
 
     cin_axis = -1
 
-    def __init__(self, layer: QLinear, name: str = "linear", kernel: str = "auto", terms: int = 3):
+    def __init__(self, layer: QLinear, name: str = "linear", kernel: str = "auto", terms: int = 3,
+                 exact: bool = False):
         super().__init__()
-        self._setup(layer, name, kernel, terms)
+        self._setup(layer, name, kernel, terms, exact=exact)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out)
         lead = x.shape[:-1]
@@ -338,6 +382,34 @@ class Int8Linear(_Int8Base):
                 u.contiguous(), self.x_scale, self.x_zp, self._packed, self.weight_scale, self.w_zp,
                 self.bias, 1.0, 0, torch.float32, "none", [], "")
         return self._sum_terms(y, -1)
+
+
+_MID = 128  # zero point of the uint8 codes in fake_quant_via_codes
+
+
+def codes_fit(zero_point: torch.Tensor, qmin: torch.Tensor | float, qmax: torch.Tensor | float) -> bool:
+    """True when codes `clamp(round(x/a), qmin - zr, qmax - zr) + 128` fit 0..255 (b < 8, or zr = 0)."""
+    zr = zero_point.double()
+    return bool(((qmin - zr + _MID) >= 0).all()) and bool(((qmax - zr + _MID) <= 255).all())
+
+
+def fake_quant_via_codes(x: torch.Tensor, axis: int, scale: torch.Tensor, lo8: torch.Tensor,
+                         hi8: torch.Tensor) -> torch.Tensor:
+    """`(clamp(round(x/a + zr), qmin, qmax) - zr) * a` per channel in three passes.
+
+    torch's fused quantize_per_channel (codes round(x/a) + 128, saturating), one clamp of the
+    uint8 codes to `qmin - zr + 128 .. qmax - zr + 128` (`lo8`, `hi8`, shaped to broadcast),
+    and torch's dequantize `(code - 128) * a`, instead of seven float passes. Equal to the
+    float chain up to x/a vs x*(1/a) at exact rounding ties (used for the continuous qkv
+    outputs; not for softmax outputs, whose exact ties it rounds differently, docs/int8.md).
+    Needs `codes_fit`.
+    """
+    zps = torch.full((scale.numel(),), _MID, dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qt = torch.quantize_per_channel(x, scale, zps, axis % x.ndim, torch.quint8)
+    _as_uint8(qt).clamp_(min=lo8, max=hi8)  # the same bytes as qt
+    return qt.dequantize()
 
 
 class FusedFakeQuant(nn.Module):
@@ -373,7 +445,7 @@ class Int8TSAB(nn.Module):
     (torch's softmax over a last axis of 8 was 5x slower here).
     """
 
-    def __init__(self, tsab: nn.Module):
+    def __init__(self, tsab: nn.Module, exact: bool = False):
         super().__init__()
         self.heads, self.inner, self.scale = tsab.heads, tsab.inner, tsab.scale
         self.qkv, self.proj = tsab.qkv, tsab.proj
@@ -389,6 +461,11 @@ class Int8TSAB(nn.Module):
         self.register_buffer("hi", cols(torch.cat([p.hi for p in acts])))
         self.attn_act = FusedFakeQuant(tsab.attn_act)
         self.attn_act.ch_axis = -3  # heads: (N, heads, T, T) here, (B, HW, heads, T, T) in _forward_int
+        # integer path: q/k shifts ride in the qkv kernel's bias, q/k/v quantize via uint8 codes
+        self.via_codes = not exact and codes_fit(self.zr, self.lo, self.hi)
+        self.register_buffer("lo8", (self.lo - self.zr + _MID).clamp(0, 255).to(torch.uint8).reshape(1, -1))
+        self.register_buffer("hi8", (self.hi - self.zr + _MID).clamp(0, 255).to(torch.uint8).reshape(1, -1))
+        self._shift_in_bias = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, g, T, H, W)
         if isinstance(self.qkv, Int8Linear) and isinstance(self.proj, Int8Linear):
@@ -419,8 +496,16 @@ class Int8TSAB(nn.Module):
         b, g, t, h, w = x.shape
         hw, d = h * w, self.inner // self.heads
         u = self.qkv.codes(x, axis=1).permute(0, 2, 3, 4, 1).reshape(b * t * hw, g)
-        qkv = self.qkv.forward_codes(u)  # (B*T*H*W, 3*inner), fresh buffer
-        self._quantize_qkv(qkv)
+        if self.via_codes:
+            if not self._shift_in_bias:  # q/k shifts become the qkv kernel's bias (first term)
+                extra = self.shift.new_zeros((self.qkv.terms - 1) * self.shift.numel())
+                self.qkv.bias = torch.cat([self.shift, extra]) + (0 if self.qkv.bias is None else self.qkv.bias)
+                self.qkv._packed, self._shift_in_bias = None, True
+            qkv = self.qkv.forward_codes(u)  # (B*T*H*W, 3*inner) = linear + shift
+            qkv = fake_quant_via_codes(qkv, 1, self.a.double(), self.lo8, self.hi8)
+        else:
+            qkv = self.qkv.forward_codes(u)  # (B*T*H*W, 3*inner), fresh buffer
+            self._quantize_qkv(qkv)
         qkv = qkv.reshape(b, t, hw, 3, self.heads, d).permute(3, 0, 2, 4, 1, 5)  # (3, B, HW, heads, T, d)
         out = self._attend(qkv[0], qkv[1], qkv[2])  # (B, HW, heads, T, d), contiguous
         if self.proj.per_channel:  # channels are (head, d): token order first, then codes
@@ -443,7 +528,8 @@ class ActQuantizerParams:
         self.lo, self.hi = torch.full((n,), float(qmin)), torch.full((n,), float(qmax))
 
 
-def convert_to_int8(model: nn.Module, kernel: str = "auto", inplace: bool = False, terms: int = 3) -> nn.Module:
+def convert_to_int8(model: nn.Module, kernel: str = "auto", inplace: bool = False, terms: int = 3,
+                    exact: bool = False) -> nn.Module:
     """Integer-kernel copy of a calibrated QAT model, in eval mode.
 
     Every QConv3d / QLinear becomes Int8Conv3d / Int8Linear, every other ActQuantizer a
@@ -453,34 +539,38 @@ def convert_to_int8(model: nn.Module, kernel: str = "auto", inplace: bool = Fals
     plain re-quantization, faster and approximate). The top-level module and its forward stay
     (a residual or any other wrapper logic keeps working). Raises QSCIError for uninitialised
     steps or > 8 bits. `kernel="reference"` runs the same integer arithmetic with float convs.
+    `exact=True` quantizes layer inputs with the fake-quant model's own float operations (x / a,
+    + zr, round); `exact=False` uses torch's one-pass quantize (x * (1/a)), faster, but codes
+    at float-rounding distance from a boundary can differ and low-bit networks amplify that
+    (docs/int8.md: the reconstruction PSNR stays within 0.1 dB, the outputs differ visibly).
     """
     if isinstance(model, (QConv3d, QLinear)):
         raise QSCIError("convert_to_int8 needs a model that contains quantized layers, not a layer")
     if not inplace:
         model = copy.deepcopy(model)
-    _replace_children(model.eval(), "", kernel, terms)
+    _replace_children(model.eval(), "", kernel, terms, exact)
     if not int8_layers(model):
         raise QSCIError("model has no QConv3d / QLinear layers: int8 needs a quantized (Q-SCI) model")
     return model
 
 
-def _replace_children(parent: nn.Module, prefix: str, kernel: str, terms: int) -> None:
+def _replace_children(parent: nn.Module, prefix: str, kernel: str, terms: int, exact: bool = False) -> None:
     for child_name, child in list(parent.named_children()):
         full = prefix + child_name
         if isinstance(child, QConv3d):
-            setattr(parent, child_name, Int8Conv3d(child, full, kernel, terms))
+            setattr(parent, child_name, Int8Conv3d(child, full, kernel, terms, exact))
         elif isinstance(child, QLinear):
-            setattr(parent, child_name, Int8Linear(child, full, kernel, terms))
+            setattr(parent, child_name, Int8Linear(child, full, kernel, terms, exact))
         elif _is_quantized_tsab(child):
-            fast = Int8TSAB(child)  # takes the float quantizers first, then its linears convert
-            _replace_children(fast, full + ".", kernel, terms)
+            fast = Int8TSAB(child, exact)  # takes the float quantizers first, then its linears convert
+            _replace_children(fast, full + ".", kernel, terms, exact)
             setattr(parent, child_name, fast)
         elif isinstance(child, ActQuantizer):
             if float(child.init_state) == 0:
                 raise QSCIError(f"{full}: quantizer step is not initialised")
             setattr(parent, child_name, FusedFakeQuant(child))
         else:
-            _replace_children(child, full + ".", kernel, terms)
+            _replace_children(child, full + ".", kernel, terms, exact)
 
 
 def _is_quantized_tsab(module: nn.Module) -> bool:
