@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def plan(args) -> list[list[list[str]]]:
     runs = Path(args.runs)
     p = args.preset
     fp_run = runs / f"{p}_gap_fp32"
-    state = checkpoints_dir() / f"qsci-{p}-gap-fp32.train.pt"
+    state = Path(os.path.relpath(checkpoints_dir() / f"qsci-{p}-gap-fp32.train.pt"))
     waves: list[list[list[str]]] = []
     if args.fp_minutes > 0:
         if args.tiny:
