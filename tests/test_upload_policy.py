@@ -240,3 +240,36 @@ def test_an_uploaded_video_for_simulation_is_read_in_the_child_process(tmp_path,
     scene = handlers.simulate_input(str(video), None, "random", 0, 4, 0.0)
     assert seen == ["qsci.io.readers:read_scene"]
     assert scene.gt.shape[1:] == (4, 16, 16) and scene.meas.shape[1:] == (16, 16)
+
+
+def test_isolated_upload_reading_keeps_every_bad_file_message(tmp_path):
+    """The malformed-file corpus through `handlers.load_upload` (child process): the same one line
+    as the CLI for each case (`tests/test_bad_inputs.py` checks the CLI's own lines)."""
+    import importlib.util
+    from pathlib import Path
+
+    from qsci.cli import main as cli_main
+    from ui import handlers
+
+    repo = Path(__file__).resolve().parents[1]
+    bad = repo / "tests" / "data" / "bad"
+    spec = importlib.util.spec_from_file_location("make_bad_inputs", repo / "scripts" / "make_bad_inputs.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    cases = gen.load_cases(bad)
+    assert len(cases) >= 30
+    import contextlib
+    import io as _io
+
+    for case in cases:
+        gt = str(bad / case["gt"]) if case["gt"] else None
+        err = _io.StringIO()
+        argv = ["reconstruct", "--meas", str(bad / case["meas"]), "--mask", str(bad / case["mask"]),
+                "--model", "gap-tv", "--out", str(tmp_path / "x.npz")] + (["--gt", gt] if gt else [])
+        with contextlib.redirect_stderr(err):
+            assert cli_main(argv) == 2, case["id"]
+        cli_line = err.getvalue().strip().splitlines()[-1].removeprefix("error: ")
+        with pytest.raises(QSCIError) as exc:
+            handlers.load_upload(str(bad / case["meas"]), str(bad / case["mask"]), gt)
+        assert str(exc.value) == cli_line, case["id"]
+        assert case["expect"] in str(exc.value), case["id"]
