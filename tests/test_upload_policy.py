@@ -273,3 +273,18 @@ def test_isolated_upload_reading_keeps_every_bad_file_message(tmp_path):
             handlers.load_upload(str(bad / case["meas"]), str(bad / case["mask"]), gt)
         assert str(exc.value) == cli_line, case["id"]
         assert case["expect"] in str(exc.value), case["id"]
+
+
+def test_traffic_file_with_all_its_measurements_scores_like_evaluate(data_dir):
+    """traffic_cacti.mat: float64 meas (6 measurements), orig 48 frames covering all of them."""
+    from qsci.engine import reconstruct
+    from qsci.evaluate import evaluate
+    from qsci.scenes import scene_from_files
+
+    path = str(data_dir / "simulation" / "traffic_cacti.mat")
+    scene = scene_from_files(path, path, path)
+    assert scene.meas.shape[0] == 6 and scene.gt.shape[0] == 6
+    assert len(scene.info["notices"]) == 1 and "divided by 255" in scene.info["notices"][0]
+    got = reconstruct(scene.meas, scene.mask, "gap-tv", gt=scene.gt).psnr_mean
+    want = evaluate("gap-tv", ["traffic"], mask=path)["scenes"]["traffic"]["psnr"]
+    assert abs(got - want) < 0.05, (got, want)
