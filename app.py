@@ -89,7 +89,7 @@ def build_demo():
                     gr.Markdown(method_note, elem_id="method-note")
 
         scene_info = gr.Markdown(elem_id="scene-info")
-        inputs_view = gr.Gallery(label="Coded measurement and mask", columns=4, height="auto",
+        inputs_view = gr.Gallery(label="Coded measurement and mask", columns=5, height=300,
                                  object_fit="contain", format="png", fit_columns=False, elem_id="inputs-view")
         frame = gr.Slider(0, 1, value=0, step=1, label="frame (all methods)", elem_id="frame")
         results = gr.HTML("", elem_id="results", js_on_load=panel.JS_ON_LOAD, min_height=40)
@@ -112,13 +112,13 @@ def build_demo():
                        summary, per_frame, plot_ops, plot_time, files, summary_json]
         assert len(run_outputs) == events.RUN_OUTPUT_COUNT
         scene_evt = scene_btn.click(events.run_scene, [scene, scene_which, methods], run_outputs,
-                                    api_name="ui_run_scene", api_visibility="private", concurrency_id=HEAVY, show_progress_on=[results])
+                                    api_name="ui_run_scene", api_visibility="private", concurrency_id=HEAVY, show_progress_on=[status_line, results])
         up_evt = up_btn.click(events.run_upload, [up_meas, up_mask, up_gt, up_index, up_scaling, methods], run_outputs,
-                              api_name="ui_run_upload", api_visibility="private", concurrency_id=HEAVY, show_progress_on=[results])
+                              api_name="ui_run_upload", api_visibility="private", concurrency_id=HEAVY, show_progress_on=[status_line, results])
         sim_evt = sim_btn.click(events.run_simulate, [sim_video, sim_clip, sim_mask, sim_seed, sim_cr, sim_noise,
                                                       sim_size, methods], run_outputs, api_name="ui_run_simulate",
                                 api_visibility="private",
-                                concurrency_id=HEAVY, show_progress_on=[results])
+                                concurrency_id=HEAVY, show_progress_on=[status_line, results])
         scene.change(events.describe_scene_choice, scene, scene_note, api_visibility="private",
                      concurrency_limit=None, show_progress="hidden")
         sim_video.change(events.simulate_source, sim_video, [sim_source, sim_clip, sim_size],

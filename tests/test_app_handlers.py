@@ -206,8 +206,15 @@ def test_ui_errors_go_to_the_status_line_and_leave_the_page_alone():
 
 
 def test_stop_note_and_simulate_source():
-    assert "Stopped" in events.stop_run(None) and "inputs are kept" in events.stop_run(None)
-    events._stop_flag(None).clear()
+    assert isinstance(events.stop_run(None), type(gr.skip()))  # nothing running: status line untouched
+    assert not events._stop_flag(None).is_set()
+    events._active.add(events._session(None))
+    try:
+        note = events.stop_run(None)
+        assert "Stopped" in note and "inputs are kept" in note and events._stop_flag(None).is_set()
+    finally:
+        events._active.discard(events._session(None))
+        events._stop_flag(None).clear()
     note, clip, size = events.simulate_source("/tmp/my clip.mp4")
     assert "my clip.mp4" in note and clip.interactive is False and size.interactive is False
     note, clip, size = events.simulate_source(None)

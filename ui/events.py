@@ -27,9 +27,16 @@ _stop_flags: OrderedDict[str, threading.Event] = OrderedDict()
 _stop_lock = threading.Lock()
 
 
+_active: set[str] = set()  # sessions with a reconstruction in progress
+
+
+def _session(request: gr.Request | None) -> str:
+    return str(getattr(request, "session_hash", None) or "no-session")
+
+
 def _stop_flag(request: gr.Request | None) -> threading.Event:
     """The Stop flag of one browser session (bounded: old sessions are forgotten)."""
-    key = str(getattr(request, "session_hash", None) or "no-session")
+    key = _session(request)
     with _stop_lock:
         flag = _stop_flags.pop(key, None) or threading.Event()
         _stop_flags[key] = flag
@@ -180,6 +187,16 @@ def _ui_run(make_scene, what: str, methods, progress, request):
     started = time.monotonic()
     stop = _stop_flag(request)
     stop.clear()
+    with _stop_lock:
+        _active.add(_session(request))
+    try:
+        yield from _ui_steps(make_scene, what, methods, progress, stop, started)
+    finally:
+        with _stop_lock:
+            _active.discard(_session(request))
+
+
+def _ui_steps(make_scene, what: str, methods, progress, stop, started):
     yield _kept(status.running())
     box: list = []
     scene = None
@@ -282,6 +299,10 @@ def stop_run(request: gr.Request):
 
     Returns the status line ("stopped"); results already on the page and every input stay.
     """
+    with _stop_lock:
+        running = _session(request) in _active
+    if not running:
+        return gr.skip()  # nothing to stop: the status line keeps what it says
     _stop_flag(request).set()
     return status.stopped()
 

@@ -28,7 +28,7 @@ def idle() -> str:
 
 
 def running() -> str:
-    return _box("running", "⏳ Running… (the progress bar is on the results below; Stop ends it)")
+    return _box("running", "▶ Running… (Stop ends it)")
 
 
 def error(title: str, message: str) -> str:
