@@ -208,3 +208,19 @@ def test_exact_rounding_matches_fake_quant_bit_for_bit_on_trained_weights():
     assert psnr_between(fq, exact) > 100
     score = lambda r: sum(psnr_frame(g, x) for g, x in zip(gt, r.numpy())) / len(gt)  # noqa: E731
     assert abs(score(fast) - score(fq)) <= 0.1 and abs(score(exact) - score(fq)) <= 0.01
+
+
+def test_residual_gap_family_converts_and_agrees():
+    """qsci-t-gap-<bits> (global residual in the top-level forward) keeps working on int8."""
+    torch.manual_seed(1)
+    model = create_model("qsci-t-gap-4bit", in_ch=4, units=1).eval()
+    if not getattr(model.config, "residual", False):
+        pytest.skip("this checkout's gap family has no residual")
+    calibrate(model, (8, 16, 16), seed=1)
+    m8 = convert_to_int8(model)
+    assert type(m8) is type(model) and m8.config.residual
+    x0 = torch.rand(1, 1, 8, 16, 16)
+    with torch.inference_mode():
+        ref, out = model(x0), m8(x0)
+    assert psnr_between(ref, out) > 60
+    assert resolve_backend(model, "auto") in ("int8", "fakequant")
