@@ -224,3 +224,17 @@ def test_residual_gap_family_converts_and_agrees():
         ref, out = model(x0), m8(x0)
     assert psnr_between(ref, out) > 60
     assert resolve_backend(model, "auto") in ("int8", "fakequant")
+
+
+def test_foldcheck_agreement_report_on_a_tiny_scene():
+    from qsci.quant.foldcheck import agreement
+    from qsci.scenes import simulate_scene
+
+    torch.manual_seed(0)
+    clip = torch.nn.functional.interpolate(torch.rand(1, 1, 16, 4, 4), size=(16, 32, 32), mode="trilinear")[0, 0]
+    scene = simulate_scene(clip.numpy(), cr=8, mask="random", name="tiny")
+    seen = []
+    report = agreement(_tiny_per_channel("qsci-t-4bit", seed=4), [scene], max_meas=1,
+                       log=lambda name, r: seen.append((name, r["measurements"])))
+    assert seen == [("tiny", 1)] and report["routes"].get("shift", 0) > 0
+    assert abs(report["diff_db"]) <= 0.1 and report["between_min_db"] > 40

@@ -8,7 +8,7 @@ loaded with `load_official` (strictly, like a downloaded one) and compared: fake
 (`convert_to_int8`, steps folded into the weights) on scenes, per-scene PSNR against ground
 truth and the PSNR between the two backends' outputs.
 
-    python -m qsci.quant.foldcheck --bits 4 8 3 2 [--threads 2] [--scenes drop8,runner8,traffic]
+    python -m qsci.quant.foldcheck --bits 4 8 3 2 [--threads 2] [--scenes drop8,runner8,traffic] [--max-meas N]
     python -m qsci.quant.foldcheck --file 4bit.pth          # a real downloaded file
 
 Output: one JSON line per file (see `agreement`).
@@ -114,11 +114,13 @@ def psnr_between(ref: torch.Tensor | np.ndarray, out: torch.Tensor | np.ndarray)
     return math.inf if mse == 0 else 10 * math.log10(float(ref.abs().max()) ** 2 / mse)
 
 
-def agreement(model: torch.nn.Module, scenes=("drop8", "runner8", "traffic"), terms: int = 3) -> dict:
+def agreement(model: torch.nn.Module, scenes=("drop8", "runner8", "traffic"), terms: int = 3,
+              max_meas: int | None = None, log=None) -> dict:
     """Fake-quant vs int8 on scenes: per-scene PSNR (vs ground truth) of each, and between them.
 
     Returns {"scenes": {name: {"fakequant", "int8", "between"}}, "fakequant_psnr", "int8_psnr",
-    "diff_db", "between_min_db", "routes", "seconds": {"fakequant", "int8"}}.
+    "diff_db", "between_min_db", "routes", "seconds": {"fakequant", "int8"}}. `max_meas` keeps the
+    first measurements of each scene only; `log(name, scores)` is called after each scene.
     """
     from qsci.metrics import psnr_frame
     from qsci.physics import SCIOperator
@@ -137,7 +139,7 @@ def agreement(model: torch.nn.Module, scenes=("drop8", "runner8", "traffic"), te
             op = SCIOperator(sc.mask)
             scores: dict[str, list[float]] = {"fakequant": [], "int8": []}
             between = []
-            for y, gt in zip(sc.meas, sc.gt):
+            for y, gt in list(zip(sc.meas, sc.gt))[:max_meas]:
                 x0 = op.network_input(y)
                 recs = {}
                 for key, net in (("fakequant", model), ("int8", m8)):
@@ -148,6 +150,9 @@ def agreement(model: torch.nn.Module, scenes=("drop8", "runner8", "traffic"), te
                 between.append(psnr_between(recs["fakequant"], recs["int8"]))
             per_scene[sc.name] = {k: float(np.mean(v)) for k, v in scores.items()}
             per_scene[sc.name]["between"] = float(min(between))
+            per_scene[sc.name]["measurements"] = len(between)
+            if log is not None:
+                log(sc.name, per_scene[sc.name])
     fq = float(np.mean([s["fakequant"] for s in per_scene.values()]))
     i8 = float(np.mean([s["int8"] for s in per_scene.values()]))
     return {"scenes": per_scene, "fakequant_psnr": fq, "int8_psnr": i8, "diff_db": i8 - fq,
@@ -165,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--terms", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-meas", type=int, default=None, help="first N measurements of each scene only")
     ap.add_argument("--workdir", default="/tmp/qsci-foldcheck")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -185,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             jobs.append((f"qsci_{b}bit (synthetic)", str(path), lambda p=path, b=b: load_authors_like(p, b)))
     for name, path, load in jobs:
         t0 = time.perf_counter()
-        report = agreement(load(), scenes, terms=args.terms)
-        report.update(file=path, variant=name, threads=args.threads, terms=args.terms,
+        report = agreement(load(), scenes, terms=args.terms, max_meas=args.max_meas,
+                           log=lambda n, r: print(json.dumps({"scene": n, **r}), flush=True))
+        report.update(file=path, variant=name, threads=args.threads, terms=args.terms, max_meas=args.max_meas,
                       wall_s=round(time.perf_counter() - t0, 1))
         print(json.dumps(report), flush=True)
     return 0
