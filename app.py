@@ -28,7 +28,7 @@ def build_demo():
     from ui import events, examples, handlers, panel, status
 
     scenes, scene_default = handlers.scene_choices()
-    method_choices, method_default, method_note = handlers.method_choices()
+    method_choices, method_default, _ = handlers.method_choices(with_table=False)
     clips = list_embedded_scenes()
     example_rows = examples.listed()
 
@@ -86,7 +86,7 @@ def build_demo():
                 stop_btn = gr.Button("Stop the running reconstruction", variant="stop", size="sm", elem_id="stop")
                 status_line = gr.HTML(status.idle(), elem_id="status")
                 with gr.Accordion("Benchmark score, bits, BOPs and weights of every method", open=True):
-                    gr.Markdown(method_note, elem_id="method-note")
+                    method_table = gr.Markdown("Counting BOPs…", elem_id="method-note")
 
         scene_info = gr.Markdown(elem_id="scene-info")
         inputs_view = gr.Gallery(label="Coded measurement and mask", columns=5, height=300,
@@ -129,6 +129,10 @@ def build_demo():
                        api_visibility="private")
         frame.change(events.show_frame, [run_state, frame], results, api_visibility="private",
                      concurrency_limit=None, trigger_mode="always_last", show_progress="hidden")
+
+        # built on page load, not at start-up: counting the authors' models' BOPs takes seconds (then cached)
+        demo.load(handlers.method_note, None, method_table, api_visibility="private", show_progress="hidden",
+                  concurrency_limit=None)
 
         # API-only endpoints: stable names and documented JSON results for scripts (see README).
         gr.api(events.api_reconstruct_scene, api_name="reconstruct_scene", concurrency_id=HEAVY)

@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def launched_app(log_path: Path, timeout_s: float = 120.0, before_ready=None, **extra_env: str):
+def launched_app(log_path: Path, timeout_s: float = 300.0, before_ready=None, **extra_env: str):
     """(process, base URL) of a freshly started app; `before_ready()` runs while it starts."""
     port = free_port()
     env = dict(os.environ,
@@ -61,7 +61,7 @@ def launched_app(log_path: Path, timeout_s: float = 120.0, before_ready=None, **
 
 
 @contextmanager
-def running_app(log_path: Path, timeout_s: float = 120.0, **extra_env: str):
+def running_app(log_path: Path, timeout_s: float = 300.0, **extra_env: str):
     """Yield the base URL of a freshly started app; the process is killed afterwards."""
     with launched_app(log_path, timeout_s, **extra_env) as (_proc, url):
         yield url

@@ -132,7 +132,7 @@ def _open(browser, app_url):
     page.set_default_timeout(120_000)  # a loaded 2-core CI box is slow; nothing here is timed
     sync_api.expect.set_options(timeout=120_000)
     page.goto(app_url)
-    page.wait_for_selector("#run-scene", timeout=60_000)
+    page.wait_for_selector("#run-scene")
     return page
 
 
@@ -165,9 +165,9 @@ def test_bit_depth_comparison_on_a_benchmark_scene(app_url, browser):
         summary = page.locator("#summary")
         for m in methods:
             expect(summary).to_contain_text(m, timeout=240_000)
-        expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("Done")
         tiles = page.locator("#qsci-tiles figure")
-        expect(tiles).to_have_count(1 + len(methods), timeout=30_000)  # ground truth + methods
+        expect(tiles).to_have_count(1 + len(methods))  # ground truth + methods
 
         # 2. a zoomed crop of the same region for every method (and the ground truth)
         crops = page.locator("#qsci-crops figure")
@@ -210,7 +210,7 @@ def test_bit_depth_comparison_on_a_benchmark_scene(app_url, browser):
         number = page.locator("#frame input[type=number]")
         number.fill("5")
         number.press("Enter")
-        expect(page.locator("#qsci-tiles")).to_contain_text("Frame 5", timeout=30_000)
+        expect(page.locator("#qsci-tiles")).to_contain_text("Frame 5")
 
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
         # the README's picture: from the results' summary line down to the compute chart
@@ -244,7 +244,7 @@ def test_an_error_stays_on_the_status_line_without_error_badges(app_url, browser
             box.uncheck()
         page.locator("#run-scene").click()
         status = page.locator("#status")
-        expect(status).to_contain_text("select at least one method", timeout=60_000)
+        expect(status).to_contain_text("select at least one method")
         page.wait_for_timeout(15_000)  # the toast used to vanish after ~10 s
         expect(status).to_contain_text("select at least one method")
         expect(status.locator(".qsci-status.error")).to_be_visible()
@@ -259,7 +259,7 @@ def test_an_error_stays_on_the_status_line_without_error_badges(app_url, browser
             page.get_by_role("tab", name="Upload").click()
             page.locator("#up-meas input[type=file]").set_input_files(rows[0][0])
             info = page.locator("#up-info")
-            expect(info).to_contain_text(Path(rows[0][0]).name, timeout=30_000)
+            expect(info).to_contain_text(Path(rows[0][0]).name)
             expect(info).to_contain_text("measurements of 64x64")
             expect(info).to_contain_text("Next: upload its mask")
     finally:
@@ -277,9 +277,9 @@ def test_stop_keeps_a_note_and_the_inputs(app_url, browser):
             page.locator(f'#methods input[name="{net}"]').check()
         net = nets[0]
         page.locator("#run-scene").click()
-        expect(page.locator("#status")).to_contain_text("Running", timeout=30_000)
+        expect(page.locator("#status")).to_contain_text("Running")
         page.locator("#stop").click()
-        expect(page.locator("#status")).to_contain_text("Stopped", timeout=30_000)
+        expect(page.locator("#status")).to_contain_text("Stopped")
         expect(page.locator("#scene input")).to_have_value(re.compile(re.escape(scene)))
         expect(page.locator(f'#methods input[name="{net}"]')).to_be_checked()
         expect(page.locator('#methods input[name="gap-tv"]')).to_be_checked()

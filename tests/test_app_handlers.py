@@ -50,6 +50,9 @@ def test_method_choices_always_include_gap_tv(monkeypatch):
     monkeypatch.setenv(handlers.SHOW_UNTRAINED_ENV, "1")
     labels = [label for label, _ in handlers.method_choices()[0]]
     assert any("untrained" in label for label in labels)
+    assert handlers.method_choices(with_table=False)[2] == ""
+    table = handlers.method_note()
+    assert "| `gap-tv` |" in table and "GAP-TV is the classical baseline" in table
 
 
 def test_reconstruct_all_keeps_results_when_one_method_fails(tiny_run):

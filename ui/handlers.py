@@ -88,23 +88,35 @@ def _show_untrained() -> bool:
     return os.environ.get(SHOW_UNTRAINED_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def method_choices() -> tuple[list[tuple[str, str]], list[str], str]:
+def method_choices(with_table: bool = True) -> tuple[list[tuple[str, str]], list[str], str]:
     """(choices, default selection, markdown under the picker).
 
     Each label carries the method's benchmark score and bits (`ui.catalog`); the note is a table
     of score, bits, BOPs and source for every method, plus one line on what cannot run here.
+    `with_table=False` skips the table (counting the authors' models' BOPs takes seconds): the
+    app builds it on first page load with `method_note`.
     """
     from qsci import zoo
     from ui import catalog
 
     off = catalog.offline()
-    cards = catalog.method_cards(show_unavailable_official=not off)
+    cards = catalog.method_cards(show_unavailable_official=not off, count_official_bops=False)
     choices = [(c.label(), c.name) for c in cards]
     if _show_untrained():
         listed = {value for _, value in choices}
         for name in zoo.architecture_names():
             if name not in listed:
                 choices.append((f"{name} (untrained: random weights)", name))
+    default = [choices[0][1]] if choices else []
+    return choices, default, method_note() if with_table else ""
+
+
+def method_note() -> str:
+    """The table under the picker (score, bits, BOPs, weights) and what cannot run here."""
+    from qsci import zoo
+    from ui import catalog
+
+    off = catalog.offline()
     notes = []
     missing_official = [m.name for m in zoo.list_methods() if m.source == "official" and not m.available]
     if off and missing_official:
@@ -112,9 +124,8 @@ def method_choices() -> tuple[list[tuple[str, str]], list[str], str]:
     missing_ours = [f"`{m.name}`" for m in zoo.list_methods() if m.source == "ours" and not m.available]
     if missing_ours:
         notes.append("Our checkpoints " + ", ".join(missing_ours) + " are listed but their files are missing.")
-    note = catalog.cards_table(cards) + ("\n\n" + " ".join(notes) if notes else "")
-    default = [choices[0][1]] if choices else []
-    return choices, default, note
+    table = catalog.cards_table(catalog.method_cards(show_unavailable_official=not off))
+    return table + ("\n\n" + " ".join(notes) if notes else "")
 
 
 # ---------------------------------------------------------------- inputs
