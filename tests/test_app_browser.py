@@ -206,6 +206,14 @@ def test_bit_depth_comparison_on_a_benchmark_scene(app_url, browser):
         ticks = page.locator("#plot-ops .xtick text").all_text_contents()
         assert ticks and all(re.fullmatch(r"10-?\d+", re.sub(r"[\u200b\s]", "", t).replace("\u2212", "-")) for t in ticks), ticks  # 10^k only
 
+        # click to enlarge, click again to close
+        first = tiles.nth(1)
+        first.locator("img").click()
+        expect(first).to_have_class(re.compile(r"\bqsci-zoomed\b"))
+        assert first.locator("img").evaluate("i => i.clientWidth") > 256
+        first.locator("img").click()
+        expect(first).not_to_have_class(re.compile(r"\bqsci-zoomed\b"))
+
         # one slider moves every method to the same frame
         number = page.locator("#frame input[type=number]")
         number.fill("5")
