@@ -111,20 +111,21 @@ def build_demo():
         run_outputs = [run_state, status_line, scene_info, inputs_view, frame, results, videos,
                        summary, per_frame, plot_ops, plot_time, files, summary_json]
         assert len(run_outputs) == events.RUN_OUTPUT_COUNT
+        run_opts = dict(api_visibility="private", concurrency_id=HEAVY, show_progress_on=[status_line, results])
         scene_evt = scene_btn.click(events.run_scene, [scene, scene_which, methods], run_outputs,
-                                    api_name="ui_run_scene", api_visibility="private", concurrency_id=HEAVY, show_progress_on=[status_line, results])
-        up_evt = up_btn.click(events.run_upload, [up_meas, up_mask, up_gt, up_index, up_scaling, methods], run_outputs,
-                              api_name="ui_run_upload", api_visibility="private", concurrency_id=HEAVY, show_progress_on=[status_line, results])
+                                    api_name="ui_run_scene", **run_opts)
+        up_evt = up_btn.click(events.run_upload, [up_meas, up_mask, up_gt, up_index, up_scaling, methods],
+                              run_outputs, api_name="ui_run_upload", **run_opts)
         sim_evt = sim_btn.click(events.run_simulate, [sim_video, sim_clip, sim_mask, sim_seed, sim_cr, sim_noise,
                                                       sim_size, methods], run_outputs, api_name="ui_run_simulate",
-                                api_visibility="private",
-                                concurrency_id=HEAVY, show_progress_on=[status_line, results])
+                                **run_opts)
         scene.change(events.describe_scene_choice, scene, scene_note, api_visibility="private",
                      concurrency_limit=None, show_progress="hidden")
         sim_video.change(events.simulate_source, sim_video, [sim_source, sim_clip, sim_size],
                          api_visibility="private", concurrency_limit=None, show_progress="hidden")
         gr.on([up_meas.change, up_mask.change, up_gt.change], events.inspect_upload, [up_meas, up_mask, up_gt],
-              [up_info, up_index], api_name="ui_inspect_upload", api_visibility="private", concurrency_limit=2, concurrency_id="inspect")
+              [up_info, up_index], api_name="ui_inspect_upload", api_visibility="private", concurrency_limit=2,
+              concurrency_id="inspect")
         stop_btn.click(events.stop_run, None, status_line, cancels=[scene_evt, up_evt, sim_evt], queue=False,
                        api_visibility="private")
         frame.change(events.show_frame, [run_state, frame], results, api_visibility="private",
