@@ -105,18 +105,29 @@ def benchmark_psnr(info: MethodInfo) -> float | None:
     return float(block["mean"]["psnr"]) if block else None
 
 
-def recommended_methods() -> list[str]:
-    """What front ends select by default: GAP-TV, plus each bit width's best model of ours that
-    is available and measured at or above GAP-TV (the old end-to-end models are not, so the
-    warm-start family takes their place as soon as its checkpoints are here)."""
-    base = benchmark_psnr(GAP_TV)
+def best_per_bits() -> dict[int, str]:
+    """For each bit width, the available model of ours with the best measured benchmark score
+    (so the warm-start family replaces the old end-to-end models wherever it scores higher)."""
     best: dict[int, tuple[float, str]] = {}
     for m in _ours():
         score = benchmark_psnr(m)
-        if m.available and score is not None and (base is None or score >= base):
-            if score > best.get(m.bits, (-1e9, ""))[0]:
-                best[m.bits] = (score, m.name)
-    return [GAP_TV.name] + [best[b][1] for b in sorted(best, reverse=True)]
+        if m.available and score is not None and score > best.get(m.bits, (-1e9, ""))[0]:
+            best[m.bits] = (score, m.name)
+    return {b: best[b][1] for b in sorted(best, reverse=True)}
+
+
+def default_method() -> str:
+    """What a front end runs when not told: our best model if it beats GAP-TV, else GAP-TV."""
+    base = benchmark_psnr(GAP_TV)
+    scored = [(benchmark_psnr(get_method(n)), n) for n in best_per_bits().values()]
+    top = max(scored, default=(None, GAP_TV.name))
+    return top[1] if top[0] is not None and (base is None or top[0] > base) else GAP_TV.name
+
+
+def default_comparison() -> list[str]:
+    """The app's first selection: GAP-TV, our best full-precision and our best 4-bit model."""
+    best = best_per_bits()
+    return [GAP_TV.name] + [best[b] for b in (32, 4) if b in best]
 
 
 def architecture_names() -> list[str]:

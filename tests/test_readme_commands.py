@@ -151,6 +151,30 @@ def ex_help(cmd, tmp):
         ok(sh([sys.executable, "-m", module, cmd.split()[-1], "--help"], REPO))
 
 
+def ex_campaign_plan(cmd, tmp):
+    """The campaign's plan as written (--dry-run): full precision first, then every QAT width from it."""
+    r = sh([sys.executable, *shlex.split(cmd)[1:], "--dry-run"], REPO)
+    ok(r)
+    waves = [line for line in r.stdout.splitlines() if line.startswith("wave ")]
+    assert len(waves) == 5 and "t_gap_fp32.json" in waves[0], r.stdout
+    assert all("--init-from runs/campaign/t_gap_fp32/ckpt.pt" in w for w in waves[1:]), r.stdout
+
+
+def ex_gpu_recipe(cmd, tmp):
+    """The GPU recipe itself, on the CPU at tiny sizes: full precision, then QAT from it."""
+    import torch
+
+    runs = tmp / "runs"
+    r = sh(shlex.split(cmd), REPO, OUT=str(tmp), DEVICE="cpu", FP_MIN="0.1", QAT_MIN="0.1", CROP="16",
+           BATCH="2", EXTRA="--tiny --bits 2 --parallel 1 --threads 1 --workers 0")
+    ok(r)
+    fp = torch.load(runs / "t_gap_fp32" / "ckpt.pt", weights_only=True)
+    q2 = torch.load(runs / "t_gap_qat2" / "ckpt.pt", weights_only=True)
+    assert fp["config"]["init"] == "gaptv" and fp["config"]["bits"] == 32 and fp["step"] > 0
+    assert q2["config"]["bits"] == 2 and q2["config"]["per_channel_act"] is False
+    assert q2["train_config"]["init_from"] == str(runs / "t_gap_fp32" / "ckpt.pt")
+
+
 def ex_app(cmd, tmp):
     sys.path.insert(0, str(REPO / "tests"))
     from app_server import launched_app
@@ -194,6 +218,9 @@ EXERCISES = {
     "torchrun --nproc_per_node 4 -m training.train --preset s_fp32 --out runs/s_fp32": ex_help,
     "python -m training.bench --preset t --crop 128 --batch 4": ex_help,
     "python -m training.export pack --run runs/t_qat4 --name qsci-t-4bit && python -m training.export measure": ex_help,
+    "python -m training.campaign --fp-minutes 60 --qat-minutes 25 --parallel 2 --export": ex_campaign_plan,
+    "python -m training.export curve --name qsci-t-gap-fp32 --run runs/campaign/t_gap_fp32": ex_help,
+    "bash scripts/gpu_recipe.sh": ex_gpu_recipe,
     "python app.py": lambda cmd, tmp: None,  # started by the next line's exercise (same command, one start)
     "GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=8080 python app.py": lambda cmd, tmp: None,  # see ex_pip_app
 }

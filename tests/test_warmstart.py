@@ -124,27 +124,6 @@ def test_training_samples_carry_the_models_initial_estimate():
     assert err_gap < err_meas  # GAP-TV is the better start
 
 
-def test_campaign_recipe_runs_every_stage_on_tiny_sizes(tmp_path):
-    """The CPU check of the GPU recipe: fp32, then QAT from it, as separate resumable runs."""
-    import os
-    import subprocess
-    import sys
-
-    runs = tmp_path / "runs"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OUT": str(tmp_path)}
-    res = subprocess.run(["bash", "scripts/gpu_recipe.sh"], env={**env, "DEVICE": "cpu", "FP_MIN": "0.1",
-                         "QAT_MIN": "0.1", "CROP": "16", "BATCH": "2",
-                         "EXTRA": "--tiny --bits 2 --parallel 1 --threads 1 --workers 0"},
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    fp = torch.load(runs / "t_gap_fp32" / "ckpt.pt", weights_only=True)
-    q2 = torch.load(runs / "t_gap_qat2" / "ckpt.pt", weights_only=True)
-    assert fp["config"]["init"] == "gaptv" and fp["config"]["bits"] == 32 and fp["step"] > 0
-    assert q2["config"]["bits"] == 2 and q2["config"]["per_channel_act"] is False
-    assert q2["train_config"]["init_from"] == str(runs / "t_gap_fp32" / "ckpt.pt")
-    assert "--init-from" in (runs / "t_gap_qat2" / "command.txt").read_text()
-
-
 def test_one_name_grammar_for_every_registered_model():
     from qsci.models import get_config, list_models
     from qsci.zoo import get_method
@@ -157,3 +136,28 @@ def test_one_name_grammar_for_every_registered_model():
     assert get_method("qsci-s-gap-2bit").bits == 2
     with pytest.raises(QSCIError, match="not a model name"):
         ModelConfig.parse_name("qsci-t-4bits")
+
+
+def test_front_ends_default_to_the_best_measured_family(tmp_path, monkeypatch):
+    import json
+
+    from qsci import zoo
+
+    def entry(name, bits, psnr):
+        (tmp_path / f"{name}.pt").write_bytes(b"x")
+        return {"name": name, "file": f"{name}.pt", "bits": bits, "preset": "t",
+                "metrics": {"quantized_sci": {"mean": {"psnr": psnr}}}}
+
+    def write(gap_fp):
+        manifest = {"models": [entry("qsci-t-fp32", 32, 25.4), entry("qsci-t-gap-fp32", 32, gap_fp),
+                               entry("qsci-t-4bit", 4, 20.7), entry("qsci-t-gap-4bit", 4, 29.4)],
+                    "gap_tv": {"quantized_sci": {"mean": {"psnr": 30.13}}}}
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+
+    monkeypatch.setenv("QSCI_CHECKPOINTS", str(tmp_path))
+    write(30.89)
+    assert zoo.best_per_bits() == {32: "qsci-t-gap-fp32", 4: "qsci-t-gap-4bit"}
+    assert zoo.default_method() == "qsci-t-gap-fp32"
+    assert zoo.default_comparison() == ["gap-tv", "qsci-t-gap-fp32", "qsci-t-gap-4bit"]
+    write(29.0)  # no model of ours beats the classical baseline: GAP-TV is the default
+    assert zoo.default_method() == "gap-tv"

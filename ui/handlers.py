@@ -107,7 +107,8 @@ def method_choices(with_table: bool = True) -> tuple[list[tuple[str, str]], list
         for name in zoo.architecture_names():
             if name not in listed:
                 choices.append((f"{name} (untrained: random weights)", name))
-    default = [choices[0][1]] if choices else []
+    values = {value for _, value in choices}
+    default = [n for n in zoo.default_comparison() if n in values] or ([choices[0][1]] if choices else [])
     return choices, default, method_note() if with_table else ""
 
 

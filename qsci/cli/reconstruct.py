@@ -20,7 +20,8 @@ def add_arguments(p):
     p.add_argument("--gt", default=None, help="optional ground-truth frames or video: adds PSNR/SSIM to the report "
                    "(when it covers fewer measurements than the file holds, only the covered ones are used)")
     p.add_argument("--mask", default="quantized_sci", help="mask file or registry name (quantized_sci, real_mask)")
-    p.add_argument("--model", default="gap-tv", help="a name from `qsci models`")
+    p.add_argument("--model", default=None,
+                   help="a name from `qsci models` (default: our best model if it beats GAP-TV, else gap-tv)")
     p.add_argument("--out", required=True,
                    help=f"output file: {' '.join(SAVE_EXTS)} (frames; .png writes a folder of frames) "
                         f"or {' '.join(VIDEO_EXTS)} (video)")
@@ -92,8 +93,16 @@ def run(args) -> int:
 
     from qsci import io
     from qsci.cli._common import stderr_progress
+    from qsci.errors import QSCIError
 
     ext = check_out(args.out)  # before reading or computing anything
+    if args.model is None:
+        if args.checkpoint:
+            raise QSCIError("--checkpoint needs --model (the architecture the weights are for)")
+        from qsci.zoo import default_method
+
+        args.model = default_method()
+        print(f"note: model {args.model} (our best measured method; choose with --model)", file=sys.stderr)
     with warnings.catch_warnings():  # readers' complaints about damaged files end as one error line
         warnings.simplefilter("ignore")
         scene = _read_inputs(args)
