@@ -39,7 +39,8 @@ def load_manifest() -> dict:
 
 
 def save_manifest(manifest: dict) -> None:
-    manifest["models"].sort(key=lambda m: (m["preset"], -m["bits"]))
+    # the warm-start family first (it is the better one), then the paper's end-to-end models
+    manifest["models"].sort(key=lambda m: (m["preset"], m.get("config", {}).get("init") != "gaptv", -m["bits"]))
     tmp = _manifest_path().with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, _manifest_path())
