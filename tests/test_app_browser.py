@@ -160,6 +160,8 @@ def test_bit_depth_comparison_on_a_benchmark_scene(app_url, browser):
         page.locator("#scene-which").get_by_text("first only (quick)").click()
         for m in nets:
             page.locator(f'#methods input[name="{m}"]').check()
+        checked = page.locator("#methods input:checked").evaluate_all("els => els.map(e => e.name)")
+        assert checked == methods, f"clicked {methods}, the Methods checkboxes show {checked}"
         page.locator("#run-scene").click()
 
         summary = page.locator("#summary")
