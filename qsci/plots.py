@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from qsci.models.config import ModelConfig
 from qsci.published import QSCI_PAPER
 
 
@@ -48,11 +49,16 @@ def psnr_vs_bops_figure(manifest: dict, out: str | Path, gap_tv_psnr: float | No
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ours = our_points(manifest)
-    if ours:
-        ax.plot([b for _, b, _ in ours], [p for _, _, p in ours], "o-", color="tab:blue", label="ours (measured, Drop/Runner/Traffic)")
-        for name, b, p in ours:
-            ax.annotate(name, (b, p), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    families = {"gap": ("o-", "tab:blue", "ours, GAP-TV warm start (T, measured)"),
+                "": ("^-", "tab:cyan", "ours, end-to-end (T, measured)")}
+    for family, (style, color, label) in families.items():
+        pts = [pt for pt in our_points(manifest) if ModelConfig.parse_name(pt[0])["family"] == family]
+        if not pts:
+            continue
+        ax.plot([b for _, b, _ in pts], [p for _, _, p in pts], style, color=color, label=label)
+        for name, b, p in pts:  # bits only: the legend says which family
+            ax.annotate(name.rsplit("-", 1)[1], (b, p), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                        color=color)
     paper = paper_points()
     ax.plot([b for _, b, _ in paper], [p for _, _, p in paper], "s--", color="tab:gray", label="Q-SCI paper (published, six scenes)")
     for name, b, p in paper:
