@@ -112,7 +112,7 @@ def sequential_requests(url: str, count: int, sampler: RssSampler, warmup: int =
         t0 = time.perf_counter()
         out = client.predict(None, SCENES[i % 7], "random", 1000 + i, 8, 0.0, 64, ["gap-tv"],
                              api_name="/reconstruct_simulated")
-        scores = out[-1]
+        scores = out  # {method: {"psnr", "ssim", "seconds", ...}}, as /reconstruct_scene
         if scores["gap-tv"].get("error") or not scores["gap-tv"]["psnr"]:
             raise RuntimeError(f"request {i} failed: {scores}")
         if i >= warmup:

@@ -27,7 +27,7 @@ LAYERS = {
     "qsci": 1, "qsci.errors": 1, "qsci.physics": 1, "qsci.io": 1, "qsci.metrics": 1, "qsci.data": 1,
     "qsci.scenes": 1, "qsci.synthetic": 1, "qsci.tiling": 1, "qsci.published": 1,
     "qsci.quant": 2, "qsci.quant.lsq": 2, "qsci.models": 2, "qsci.solvers": 2,
-    "qsci.quant.intkernels": 3, "qsci.quant.packing": 3, "qsci.quant.complexity": 3, "qsci.quant.foldcheck": 3,
+    "qsci.quant.intkernels": 3, "qsci.quant.packing": 3, "qsci.quant.complexity": 3, "qsci.quant.foldcheck": 3, "qsci.quant.speedcheck": 5,
     "qsci.zoo": 4, "qsci.runners": 4, "qsci.engine": 4, "qsci.evaluate": 4, "qsci.bench": 4, "qsci.plots": 4,
     "qsci.cli": 5, "qsci.__main__": 5, "app": 5, "ui": 5, "training": 5,
 }

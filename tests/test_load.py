@@ -109,7 +109,6 @@ def test_stop_ends_a_running_reconstruction_at_its_next_step():
     import time
     from types import SimpleNamespace
 
-    import gradio as gr
     from ui import events
 
     request = SimpleNamespace(session_hash="load-test-stop")
@@ -123,9 +122,8 @@ def test_stop_ends_a_running_reconstruction_at_its_next_step():
             events._stop_flag(request).set()  # what the Stop button's handler does
 
     start = time.perf_counter()
-    with pytest.raises(gr.Error) as err:
-        events.run_simulate(None, LT.SCENES[4], "random", 0, 8, 0.0, 64, ["gap-tv", "qsci-t-fp32", "qsci-t-8bit"],
-                            request, progress=progress)
-    assert "stopped" in str(err.value.message)
+    updates = list(events.run_simulate(None, LT.SCENES[4], "random", 0, 8, 0.0, 64,
+                                       ["gap-tv", "qsci-t-fp32", "qsci-t-8bit"], request, progress=progress))
+    assert "Stopped" in str(updates[-1][1]), updates[-1][1]  # the status line; results and inputs stay
     assert stop_at.is_set() and not any("qsci-t" in s for s in seen), seen
     assert time.perf_counter() - start < 60

@@ -60,7 +60,7 @@ def test_benchmark_file_as_upload_is_rescaled_and_scores_like_evaluate(drop8, ev
 
 def test_cli_benchmark_file_as_is(drop8, tmp_path, evaluate_drop8_own_mask):
     out = tmp_path / "r.npz"
-    r = qsci("reconstruct", "--meas", drop8, "--mask", drop8, "--gt", drop8, "--out", str(out))
+    r = qsci("reconstruct", "--meas", drop8, "--mask", drop8, "--gt", drop8, "--model", "gap-tv", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "divided by 255" in r.stderr
     psnr = float(r.stdout.split("PSNR ")[1].split(" dB")[0])

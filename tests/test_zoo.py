@@ -14,8 +14,15 @@ REQUIRED = {"name", "file", "preset", "bits", "params", "bops", "size_bytes", "s
             "training_minutes", "hardware", "git_commit", "command", "metrics"}
 
 
-def test_manifest_lists_the_five_bit_depths():
-    assert sorted(m["bits"] for m in MANIFEST["models"]) == [2, 3, 4, 8, 32]
+def test_manifest_lists_the_five_bit_depths_of_each_family():
+    from qsci.models import ModelConfig
+
+    families: dict[str, list[int]] = {}
+    for m in MANIFEST["models"]:
+        parts = ModelConfig.parse_name(m["name"])
+        assert parts["bits"] == m["bits"] and parts["preset"] == m["preset"], m["name"]
+        families.setdefault(parts["family"], []).append(m["bits"])
+    assert {f: sorted(b) for f, b in families.items()} == {"": [2, 3, 4, 8, 32], "gap": [2, 3, 4, 8, 32]}
     assert len({m["preset"] for m in MANIFEST["models"]}) == 1
 
 

@@ -96,13 +96,8 @@ def run(args) -> int:
     from qsci.errors import QSCIError
 
     ext = check_out(args.out)  # before reading or computing anything
-    if args.model is None:
-        if args.checkpoint:
-            raise QSCIError("--checkpoint needs --model (the architecture the weights are for)")
-        from qsci.zoo import default_method
-
-        args.model = default_method()
-        print(f"note: model {args.model} (our best measured method; choose with --model)", file=sys.stderr)
+    if args.model is None and args.checkpoint:
+        raise QSCIError("--checkpoint needs --model (the architecture the weights are for)")
     with warnings.catch_warnings():  # readers' complaints about damaged files end as one error line
         warnings.simplefilter("ignore")
         scene = _read_inputs(args)
@@ -111,6 +106,12 @@ def run(args) -> int:
     for warning in scene.info.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     from qsci.engine import reconstruct  # torch: only once the inputs are known to be good
+
+    if args.model is None:
+        from qsci.zoo import default_method
+
+        args.model = default_method()
+        print(f"note: model {args.model} (our best measured method; choose with --model)", file=sys.stderr)
 
     res = reconstruct(scene.meas, scene.mask, args.model, gt=scene.gt, backend=args.backend,
                       progress=stderr_progress, checkpoint=args.checkpoint)
