@@ -64,7 +64,10 @@ def build_demo():
                                                         "camera, 128×128, no ground truth"][:len(example_rows)])
                         with gr.Row():
                             up_index = gr.Dropdown(["all"], value="all", label="Measurement in the file")
-                            up_scaling = gr.Checkbox(False, label="Real-camera 8-bit scaling (meas / 255 × CR / 2)")
+                            up_scaling = gr.Checkbox(False, label="Real-camera 8-bit scaling (meas / 255 × CR / 2)",
+                                                     info="For the authors' real CACTI snapshots (with their camera's "
+                                                          "mask, real_mask.mat, at the snapshot's CR): the scaling "
+                                                          "they apply. Simulated files are rescaled automatically.")
                         up_btn = gr.Button("Reconstruct upload", variant="primary", elem_id="run-upload")
                     with gr.Tab("Simulate your own", id="simulate"):
                         with gr.Row():
