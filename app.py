@@ -67,7 +67,7 @@ def build_demo():
                             up_scaling = gr.Checkbox(False, label="Real-camera 8-bit scaling (meas / 255 × CR / 2)",
                                                      info="For the authors' real CACTI snapshots (with their camera's "
                                                           "mask, real_mask.mat, at the snapshot's CR): the scaling "
-                                                          "they apply. Simulated files are rescaled automatically.")
+                                                          "they apply. 0..255 simulated files are detected and rescaled with a notice.")
                         up_btn = gr.Button("Reconstruct upload", variant="primary", elem_id="run-upload")
                     with gr.Tab("Simulate your own", id="simulate"):
                         with gr.Row():
