@@ -27,11 +27,6 @@ def _model_bits(model: torch.nn.Module) -> int:
     return int(getattr(getattr(model, "config", None), "bits", 32))
 
 
-def _per_tensor(model: torch.nn.Module) -> bool:
-    cfg = getattr(model, "config", None)
-    return not bool(getattr(cfg, "per_channel_act", False))
-
-
 def resolve_backend(model: torch.nn.Module, backend: str) -> str:
     """The backend a model actually runs on; integer kernels by default for quantized models."""
     if backend not in BACKENDS:

@@ -105,23 +105,28 @@ def benchmark_psnr(info: MethodInfo) -> float | None:
     return float(block["mean"]["psnr"]) if block else None
 
 
-def best_per_bits() -> dict[int, str]:
-    """For each bit width, the available model of ours with the best measured benchmark score
-    (so the warm-start family replaces the old end-to-end models wherever it scores higher)."""
+def _best_scored() -> dict[int, tuple[float, str]]:
+    """bits -> (benchmark PSNR, name) of the best available, measured model of ours."""
     best: dict[int, tuple[float, str]] = {}
     for m in _ours():
         score = benchmark_psnr(m)
         if m.available and score is not None and score > best.get(m.bits, (-1e9, ""))[0]:
             best[m.bits] = (score, m.name)
+    return best
+
+
+def best_per_bits() -> dict[int, str]:
+    """For each bit width, the available model of ours with the best measured benchmark score
+    (so the warm-start family replaces the old end-to-end models wherever it scores higher)."""
+    best = _best_scored()
     return {b: best[b][1] for b in sorted(best, reverse=True)}
 
 
 def default_method() -> str:
     """What a front end runs when not told: our best model if it beats GAP-TV, else GAP-TV."""
     base = benchmark_psnr(GAP_TV)
-    scored = [(benchmark_psnr(get_method(n)), n) for n in best_per_bits().values()]
-    top = max(scored, default=(None, GAP_TV.name))
-    return top[1] if top[0] is not None and (base is None or top[0] > base) else GAP_TV.name
+    score, name = max(_best_scored().values(), default=(None, GAP_TV.name))
+    return name if score is not None and (base is None or score > base) else GAP_TV.name
 
 
 def default_comparison() -> list[str]:

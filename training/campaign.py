@@ -66,7 +66,7 @@ def plan(args) -> list[list[list[str]]]:
     return waves
 
 
-def _run_wave(wave: list[list[str]], log_dir: Path) -> None:
+def _run_wave(wave: list[list[str]]) -> None:
     procs = []
     for cmd in wave:
         out = Path(cmd[cmd.index("--out") + 1])
@@ -85,11 +85,11 @@ def export(args) -> None:
     """Pack every finished run of this stretch into checkpoints/ and measure it."""
     runs = Path(args.runs)
     names = []
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     for b in ([32] if args.fp_minutes > 0 else []) + list(args.bits):
         tag = "fp32" if b == 32 else f"{b}bit"
         run = runs / f"{args.preset}_gap_{'fp32' if b == 32 else f'qat{b}'}"
         name = f"qsci-{args.preset}-gap-{tag}"
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
         (run / "commit.txt").write_text(commit + "\n")
         subprocess.run([sys.executable, "-m", "training.export", "pack", "--run", str(run), "--name", name,
                         "--command-file", str(run / "command.txt"), "--commit-file", str(run / "commit.txt")],
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     for i, wave in enumerate([] if args.skip_training else waves):
         print(f"wave {i}: {len(wave)} run(s), {time.time() - t0:.0f} s in", flush=True)
-        _run_wave(wave, Path(args.runs))
+        _run_wave(wave)
     if args.export:
         export(args)
     print(json.dumps({"waves": len(waves), "seconds": round(time.time() - t0, 1)}))

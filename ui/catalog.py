@@ -96,14 +96,13 @@ def baseline_score(manifest: dict) -> tuple[float | None, str | None, str]:
 @functools.lru_cache(maxsize=16)
 def architecture_bops(name: str) -> float | None:
     """BOPs per 256×256×8 measurement of an architecture, from our counter (cached)."""
-    from qsci.models import create_model
+    from qsci.models import ModelConfig, create_model
     from qsci.plots import s_preset_bops
     from qsci.quant.complexity import count
 
     try:
         if name.startswith("qsci-s-"):  # shared with the paper's points on the chart
-            bits = 32 if name.endswith("fp32") else int(name.rsplit("-", 1)[1].removesuffix("bit"))
-            return float(s_preset_bops(bits))
+            return float(s_preset_bops(ModelConfig.parse_name(name)["bits"]))
         return float(count(create_model(name, per_channel_act=False), (8, 256, 256)).bops)
     except Exception:  # an architecture the counter cannot build: show no figure rather than a wrong one
         return None
