@@ -60,7 +60,7 @@ def test_reconstruct_writes_npz(tmp_path, data_dir):
 
 @pytest.mark.parametrize("args, needle", [
     (["evaluate", "--model", "nope", "--scenes", "drop8"], "unknown method 'nope'"),
-    (["evaluate", "--model", "gap-tv", "--scenes", "nowhere"], "unknown benchmark scene 'nowhere'"),
+    (["evaluate", "--model", "gap-tv", "--scenes", "nowhere"], "unknown scene 'nowhere'; choose from kobe"),
     (["fetch"], "name at least one file"),
 ])
 def test_bad_input_is_one_line(args, needle):

@@ -161,3 +161,15 @@ def test_front_ends_default_to_the_best_measured_family(tmp_path, monkeypatch):
     assert zoo.default_comparison() == ["gap-tv", "qsci-t-gap-fp32", "qsci-t-gap-4bit"]
     write(29.0)  # no model of ours beats the classical baseline: GAP-TV is the default
     assert zoo.default_method() == "gap-tv"
+
+
+def test_validation_scenes_score_like_the_cli_and_are_not_the_benchmark(one_torch_thread):
+    """Training stages are chosen on the embedded clips, so the benchmark scenes stay a test set."""
+    from qsci.evaluate import DEFAULT_SCENES, VALIDATION_SCENES, evaluate
+
+    assert len(VALIDATION_SCENES) >= 5 and not set(VALIDATION_SCENES) & set(DEFAULT_SCENES)
+    out = evaluate("gap-tv", ["embedded-moon-drift"], mask="quantized_sci")
+    # measured: 36.80 dB (slow, smooth drift: GAP-TV does well); a broken simulation scores < 20
+    assert out["scenes"]["embedded-moon-drift"]["psnr"] == pytest.approx(36.80, abs=0.05)
+    with pytest.raises(QSCIError, match="unknown scene 'kobe-x'; choose from kobe.*embedded-moon-drift"):
+        evaluate("gap-tv", ["kobe-x"])

@@ -6,7 +6,7 @@ HELP = "PSNR/SSIM of a method on benchmark scenes (re-simulated with the evaluat
 
 def add_arguments(p):
     p.add_argument("--model", required=True, help="a name from `qsci models` (or an architecture name with --checkpoint)")
-    p.add_argument("--scenes", default="drop8,runner8,traffic", help="comma-separated benchmark scenes")
+    p.add_argument("--scenes", default="drop8,runner8,traffic", help="comma-separated benchmark scenes, or 'validation' for the embedded clips used to choose training stages")
     p.add_argument("--mask", default="quantized_sci", help="quantized_sci, random[:SEED], or a mask file")
     p.add_argument("--backend", default="auto", help="auto, fp32, bf16, int8 or fakequant")
     p.add_argument("--checkpoint", default=None, help="use the weights in this file")
@@ -17,9 +17,11 @@ def add_arguments(p):
 
 def run(args) -> int:
     from qsci.cli._common import emit_json, stderr_progress
-    from qsci.evaluate import evaluate
+    from qsci.evaluate import VALIDATION_SCENES, evaluate
 
     scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
+    if scenes == ["validation"]:
+        scenes = list(VALIDATION_SCENES)
     result = evaluate(args.model, scenes, mask=args.mask, backend=args.backend, checkpoint=args.checkpoint, progress=stderr_progress)
     stderr_progress(1.0, "done")
     emit_json(result, args.json)
