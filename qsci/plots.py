@@ -19,8 +19,8 @@ from qsci.published import QSCI_PAPER
 @functools.lru_cache(maxsize=8)
 def s_preset_bops(bits: int, size: tuple[int, int, int] = (8, 256, 256)) -> int:
     """BOPs of the S-preset model at `bits` (32 = full precision) from our counter."""
+    from qsci.deploy.complexity import count
     from qsci.models import create_model
-    from qsci.quant.complexity import count
 
     name = "qsci-s-fp32" if bits >= 32 else f"qsci-s-{bits}bit"
     return count(create_model(name, per_channel_act=False), size).bops

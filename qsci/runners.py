@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from qsci.deploy.intkernels import convert_to_int8
 from qsci.errors import QSCIError
 from qsci.physics import SCIOperator
 from qsci.solvers.initial import initial_estimate
@@ -36,7 +37,7 @@ def resolve_backend(model: torch.nn.Module, backend: str) -> str:
         if not quantized:
             return "fp32"
         # per-channel activation steps (the authors' files) run too: folded into the weights
-        # (qsci.quant.intkernels.fold_per_channel)
+        # (qsci.deploy.intkernels.fold_per_channel)
         return "fakequant" if torch.cuda.is_available() else "int8"
     if quantized and backend in ("fp32", "bf16"):
         raise QSCIError(f"backend {backend} is for full-precision models; use int8 or fakequant")
@@ -57,8 +58,6 @@ class NetworkRunner:
         self.dc = bool(getattr(cfg, "dc", False))
         model.eval()
         if self.backend == "int8":
-            from qsci.quant.intkernels import convert_to_int8
-
             model = convert_to_int8(model)
         elif self.backend in ("fp32", "bf16"):
             # oneDNN runs 3-D convolutions 2-4x faster in channels-last order (docs/int8.md)

@@ -196,8 +196,8 @@ def _load_model(info: MethodInfo, checkpoint: str | None):
 
 def load_weights_file(path: str | Path):
     """A model from any weights file we know: packed (ours), config + state dict, or official."""
+    from qsci.deploy.packing import FORMAT, load_packed_model
     from qsci.models.checkpoints import load_model
-    from qsci.quant.packing import FORMAT, load_packed_model
 
     import torch
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from qsci.cli import main as cli_main
+from qsci.deploy.complexity import count, parse_size
 from qsci.errors import QSCIError
 from qsci.models import create_model
-from qsci.quant.complexity import count, parse_size
 
 TINY = dict(in_ch=8, units=2, group_num=2)
 

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from qsci.bench import calibrate
+from qsci.deploy.intkernels import (Int8Conv3d, Int8Linear, convert_to_int8, int8_layers,
+                                    onednn_available, split_int8_terms)
 from qsci.models import create_model
 from qsci.quant import ActQuantizer, QConv3d, QLinear
-from qsci.quant.foldcheck import (load_authors_like, make_authors_file, per_channel_variant,
-                                  psnr_between)
-from qsci.quant.intkernels import (Int8Conv3d, Int8Linear, convert_to_int8, int8_layers,
-                                   onednn_available, split_int8_terms)
 from qsci.runners import NetworkRunner, resolve_backend
+
+# the checker is a script (layer 5, scripts/foldcheck.py); its helpers are loaded from the file
+_spec = importlib.util.spec_from_file_location("foldcheck", Path(__file__).resolve().parents[1] / "scripts" / "foldcheck.py")
+foldcheck = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(foldcheck)
+load_authors_like, make_authors_file = foldcheck.load_authors_like, foldcheck.make_authors_file
+per_channel_variant, psnr_between = foldcheck.per_channel_variant, foldcheck.psnr_between
 
 KERNELS = ["reference"] + (["onednn"] if onednn_available() else [])
 
@@ -227,7 +234,7 @@ def test_residual_gap_family_converts_and_agrees():
 
 
 def test_foldcheck_agreement_report_on_a_tiny_scene():
-    from qsci.quant.foldcheck import agreement
+    agreement = foldcheck.agreement
     from qsci.scenes import simulate_scene
 
     torch.manual_seed(0)

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from qsci.bench import calibrate, int8_agreement
+from qsci.deploy.intkernels import (FusedFakeQuant, Int8Conv3d, Int8Linear, convert_to_int8, int8_layers,
+                                    onednn_available, quantize_codes)
 from qsci.errors import QSCIError
 from qsci.models import create_model
 from qsci.quant import ActQuantizer, QConv3d, QLinear
-from qsci.quant.intkernels import (FusedFakeQuant, Int8Conv3d, Int8Linear, convert_to_int8, int8_layers,
-                                   onednn_available, quantize_codes)
 from qsci.scenes import simulate_scene
 
 TINY = dict(in_ch=4, units=1, per_channel_act=False)

@@ -1,14 +1,16 @@
 """The import graph follows the layers of docs/CONTRACTS.md (read with `ast`, nothing is imported).
 
 1 foundation: errors, physics, io, metrics, data, scenes and other pure helpers
-2 networks and solvers: quant.lsq, models, solvers
-3 deploy: quant.intkernels, quant.packing, quant.complexity (int8 execution, packed files, counting)
+2 networks and solvers: quant (quantizer primitives), models, solvers
+3 deploy: deploy.intkernels, deploy.packing, deploy.complexity (int8 execution, packed files, counting)
 4 services: zoo, runners, engine, evaluate, bench, plots
-5 front ends: app.py, ui/, qsci/cli/, training/
+5 front ends: app.py, ui/, qsci/cli/, training/ (checkers run as scripts live in scripts/)
 
-A module may import its own layer or lower ones. Library modules (layers 1-4) import at module
-level; an import inside a function is a cycle dodged or a dependency hidden, so each remaining one
-is listed in FUNCTION_LEVEL_ALLOWED with its reason, and that list may only shrink. Front ends
+A module may import its own layer or lower ones, at module level or inside a function alike.
+Library modules (layers 1-4) import at module level; an import inside a function hides a
+dependency, so each remaining one is listed in FUNCTION_LEVEL_ALLOWED with its reason, and that
+list may only shrink. No module, front ends included, may import inside a function to dodge a
+cycle: an import that would close a cycle at module level fails even when listed. Front ends
 import inside functions on purpose (`qsci --help` and the app start without torch).
 """
 
@@ -27,24 +29,16 @@ LAYERS = {
     "qsci": 1, "qsci.errors": 1, "qsci.physics": 1, "qsci.io": 1, "qsci.metrics": 1, "qsci.data": 1,
     "qsci.scenes": 1, "qsci.synthetic": 1, "qsci.tiling": 1, "qsci.published": 1,
     "qsci.quant": 2, "qsci.quant.lsq": 2, "qsci.models": 2, "qsci.solvers": 2,
-    "qsci.quant.intkernels": 3, "qsci.quant.packing": 3, "qsci.quant.complexity": 3, "qsci.quant.foldcheck": 3, "qsci.quant.speedcheck": 5,
+    "qsci.deploy": 3, "qsci.deploy.intkernels": 3, "qsci.deploy.packing": 3, "qsci.deploy.complexity": 3,
     "qsci.zoo": 4, "qsci.runners": 4, "qsci.engine": 4, "qsci.evaluate": 4, "qsci.bench": 4, "qsci.plots": 4,
     "qsci.cli": 5, "qsci.__main__": 5, "app": 5, "ui": 5, "training": 5,
 }
-EXACT_ONLY = {"qsci", "qsci.quant"}
+EXACT_ONLY = {"qsci", "qsci.quant", "qsci.deploy"}
+QUANT_PRIMITIVES = {"__init__.py", "lsq.py"}  # qsci/quant/ holds the quantizer primitives only
 
 # (importer, imported) imports inside functions in layers 1-4 that remain; each with its reason.
 # Remove an entry when its import moves to the module top (the test says when one is stale).
 FUNCTION_LEVEL_ALLOWED = {
-    # foldcheck is a diagnostic script kept in the deploy folder: it reaches UP into bench and zoo
-    # (layer 4) and loads everything else lazily. It belongs in scripts/ (issue 12).
-    ("qsci.quant.foldcheck", "qsci.bench"), ("qsci.quant.foldcheck", "qsci.zoo"),
-    ("qsci.quant.foldcheck", "qsci.metrics"), ("qsci.quant.foldcheck", "qsci.models.checkpoints"),
-    ("qsci.quant.foldcheck", "qsci.physics"), ("qsci.quant.foldcheck", "qsci.quant.intkernels"),
-    ("qsci.quant.foldcheck", "qsci.quant.lsq"), ("qsci.quant.foldcheck", "qsci.scenes"),
-    # a lower layer, no cycle: can move to the top; intkernels.py is under concurrent performance
-    # work, so its owner moves it (issue 12 finding 1).
-    ("qsci.quant.intkernels", "qsci.models.blocks"),
     # io.isolate parses uploads in a child process and builds a scenes.SceneInput there, while scenes
     # reads files through io: a real io <-> scenes knot inside layer 1 (move SceneInput into io).
     ("qsci.io.isolate", "qsci.io.readers"), ("qsci.io.isolate", "qsci.scenes"),
@@ -57,17 +51,17 @@ FUNCTION_LEVEL_ALLOWED = {
     # lazy by design: `qsci models` lists methods without torch; networks, weights and runners load
     # with the first request. One weights loader for every format replaces these (issue 12).
     ("qsci.zoo", "qsci.data"), ("qsci.zoo", "qsci.models"), ("qsci.zoo", "qsci.models.checkpoints"),
-    ("qsci.zoo", "qsci.quant.packing"), ("qsci.zoo", "qsci.runners"),
-    # lazy by design: the int8 kernels and GAP-TV load only for the backend or method in use.
-    ("qsci.runners", "qsci.quant.intkernels"), ("qsci.runners", "qsci.solvers.gaptv"),
+    ("qsci.zoo", "qsci.deploy.packing"), ("qsci.zoo", "qsci.runners"),
+    # lazy by design: GAP-TV loads only for the method in use.
+    ("qsci.runners", "qsci.solvers.gaptv"),
     # no cycle: could move to the top.
     ("qsci.engine", "qsci.io.inspect"), ("qsci.evaluate", "qsci.data"), ("qsci.evaluate", "qsci.errors"),
     # the first chart recounts the S-preset networks (issue 12 finding 6: store the BOPs as constants).
-    ("qsci.plots", "qsci.models"), ("qsci.plots", "qsci.quant.complexity"),
+    ("qsci.plots", "qsci.models"), ("qsci.plots", "qsci.deploy.complexity"),
     # bench re-implements the runner loop with its own backend policy (issue 12 finding 4); torch and
     # the networks load only when a benchmark runs.
     ("qsci.bench", "qsci.physics"), ("qsci.bench", "qsci.quant"), ("qsci.bench", "qsci.runners"),
-    ("qsci.bench", "qsci.zoo"), ("qsci.bench", "qsci.quant.intkernels"), ("qsci.bench", "qsci.models"),
+    ("qsci.bench", "qsci.zoo"), ("qsci.bench", "qsci.deploy.intkernels"), ("qsci.bench", "qsci.models"),
     ("qsci.bench", "qsci.metrics"), ("qsci.bench", "qsci.scenes"),
 }
 
@@ -124,17 +118,22 @@ def _graph():
 
 def test_every_module_has_a_layer():
     mods = project_modules()
-    assert {"qsci.zoo", "qsci.models.checkpoints", "qsci.quant.intkernels", "ui.handlers", "app"} <= set(mods)
+    assert {"qsci.zoo", "qsci.models.checkpoints", "qsci.deploy.intkernels", "ui.handlers", "app"} <= set(mods)
     unplaced = sorted(m for m in mods if layer_of(m) is None)
     assert unplaced == [], f"place these in LAYERS (and docs/CONTRACTS.md): {unplaced}"
+
+
+def test_quant_holds_the_quantizer_primitives_only():
+    """Execution, packing and counting sit above the networks, in qsci/deploy/ (layer 3)."""
+    extra = sorted(p.name for p in (REPO / "qsci" / "quant").glob("*.py") if p.name not in QUANT_PRIMITIVES)
+    assert extra == [], f"qsci/quant/ keeps the quantizer primitives only; move these: {extra}"
 
 
 def test_no_module_imports_a_higher_layer():
     mods, graph = _graph()
     up = [f"{m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)}) at {mods[m].relative_to(REPO)}:{line}"
           for m, edges in graph.items() for t, line, inside in edges
-          if layer_of(t) is not None and layer_of(m) is not None and layer_of(t) > layer_of(m)
-          and not (inside and (m, t) in FUNCTION_LEVEL_ALLOWED)]
+          if layer_of(t) is not None and layer_of(m) is not None and layer_of(t) > layer_of(m)]
     assert up == [], "\n".join(up)
 
 
@@ -172,6 +171,30 @@ def find_cycle(top: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def test_no_function_level_import_dodges_a_cycle():
+    """An import inside a function whose target reaches the importer at module level is a cycle dodged."""
+    mods, graph = _graph()
+    top = {m: {t for t, _, inside in edges if not inside and t != m} for m, edges in graph.items()}
+    dodges = [f"{m} imports {t} inside a function ({mods[m].relative_to(REPO)}:{line}): "
+              + " -> ".join(path) for m, edges in graph.items() for t, line, inside in edges
+              if inside and t != m and (path := _path(top, t, m))]
+    assert dodges == [], "break the cycle instead (move the shared part down a layer):\n" + "\n".join(dodges)
+
+
+def _path(top: dict[str, set[str]], src: str, dst: str) -> list[str] | None:
+    """A module-level import path src -> ... -> dst, or None."""
+    seen, todo = {src}, [[src]]
+    while todo:
+        path = todo.pop()
+        if path[-1] == dst:
+            return path
+        for t in sorted(top.get(path[-1], ())):
+            if t not in seen:
+                seen.add(t)
+                todo.append(path + [t])
+    return None
+
+
 def test_module_level_imports_have_no_cycle():
     _, graph = _graph()
     top = {m: {t for t, _, inside in edges if not inside and t != m} for m, edges in graph.items()}
@@ -181,24 +204,43 @@ def test_module_level_imports_have_no_cycle():
 
 
 def test_the_checks_see_a_violation(tmp_path, monkeypatch):
-    """The scanner on a fake tree: an upward import at the top and one inside a function are both found."""
-    (tmp_path / "qsci" / "quant").mkdir(parents=True)
-    for d in ("ui", "training"):
-        (tmp_path / d).mkdir()
-    (tmp_path / "app.py").write_text("")
-    (tmp_path / "qsci" / "__init__.py").write_text("")
-    (tmp_path / "qsci" / "zoo.py").write_text("")
-    (tmp_path / "qsci" / "metrics.py").write_text("from qsci import zoo\n")
-    (tmp_path / "qsci" / "quant" / "__init__.py").write_text("")
-    (tmp_path / "qsci" / "quant" / "packing.py").write_text("def f():\n    from ..zoo import x\n")
+    """The scanner on a fake tree: upward imports (top or in a function, listed or not), cycles
+    dodged inside a function (in a library layer and in a front end) and a deploy module left in
+    qsci/quant/ are all found."""
+    files = {
+        "app.py": "", "qsci/__init__.py": "", "qsci/zoo.py": "",
+        "qsci/metrics.py": "from qsci import zoo\n",                       # upward, at the top
+        "qsci/deploy/__init__.py": "",
+        "qsci/deploy/packing.py": "def f():\n    from ..zoo import x\n",   # upward, in a function
+        "qsci/physics.py": "def f():\n    from qsci import tiling\n",      # a cycle dodged ...
+        "qsci/tiling.py": "from qsci import physics\n",                    # ... against this one
+        "ui/__init__.py": "", "ui/views.py": "from ui import handlers\n",
+        "ui/handlers.py": "def f():\n    from ui import views\n",          # a front end dodging too
+        "qsci/quant/__init__.py": "", "qsci/quant/complexity.py": "",       # not a quantizer primitive
+        "training/__init__.py": "",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    # listing an import does not excuse it going up a layer or dodging a cycle
+    monkeypatch.setattr(sys.modules[__name__], "FUNCTION_LEVEL_ALLOWED",
+                        {("qsci.deploy.packing", "qsci.zoo"), ("qsci.physics", "qsci.tiling")})
     mods, graph = _graph()
     assert graph["qsci.metrics"] == [("qsci.zoo", 1, False)]
-    assert graph["qsci.quant.packing"] == [("qsci.zoo", 2, True)]
-    for check in (test_no_module_imports_a_higher_layer, test_library_layers_import_at_module_level):
+    assert graph["qsci.deploy.packing"] == [("qsci.zoo", 2, True)]
+    expected = {
+        test_no_module_imports_a_higher_layer: ["qsci.metrics (layer 1) imports qsci.zoo",
+                                                "qsci.deploy.packing (layer 3) imports qsci.zoo"],
+        test_no_function_level_import_dodges_a_cycle: ["qsci.physics imports qsci.tiling",
+                                                       "ui.handlers imports ui.views"],
+        test_quant_holds_the_quantizer_primitives_only: ["complexity.py"],
+    }
+    for check, needles in expected.items():
         try:
             check()
         except AssertionError as exc:
-            assert "qsci.zoo" in str(exc)
+            missed = [n for n in needles if n not in str(exc)]
+            assert missed == [], f"{check.__name__} missed {missed}: {exc}"
         else:
-            raise AssertionError(f"{check.__name__} missed an upward import")
+            raise AssertionError(f"{check.__name__} found nothing in the fake tree")

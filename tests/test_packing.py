@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from qsci.bench import calibrate
+from qsci.deploy.packing import (load_packed_model, pack_bits, pack_state_dict, read_packed, save_packed,
+                                 unpack_bits, unpack_into)
 from qsci.errors import QSCIError
 from qsci.models import create_model
-from qsci.quant.packing import (load_packed_model, pack_bits, pack_state_dict, read_packed, save_packed,
-                                unpack_bits, unpack_into)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

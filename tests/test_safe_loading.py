@@ -61,8 +61,8 @@ def evil_files(tmp_path):
 
 def _loaders():
     from qsci import zoo
+    from qsci.deploy import packing
     from qsci.models import checkpoints
-    from qsci.quant import packing
     from training import checkpointing
 
     return {

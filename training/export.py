@@ -79,9 +79,9 @@ def _run_steps(run: Path) -> int:
 
 def pack(run: Path, name: str, command_file: Path | None, commit_file: Path | None,
          earlier_runs: list[Path] = ()) -> dict:
+    from qsci.deploy.complexity import count
+    from qsci.deploy.packing import save_packed
     from qsci.models.checkpoints import load_model
-    from qsci.quant.complexity import count
-    from qsci.quant.packing import save_packed
 
     ckpt = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True)
     model = load_model(run / "ckpt.pt")

@@ -96,9 +96,9 @@ def baseline_score(manifest: dict) -> tuple[float | None, str | None, str]:
 @functools.lru_cache(maxsize=16)
 def architecture_bops(name: str) -> float | None:
     """BOPs per 256×256×8 measurement of an architecture, from our counter (cached)."""
+    from qsci.deploy.complexity import count
     from qsci.models import ModelConfig, create_model
     from qsci.plots import s_preset_bops
-    from qsci.quant.complexity import count
 
     try:
         if name.startswith("qsci-s-"):  # shared with the paper's points on the chart

@@ -52,7 +52,7 @@ def model_for(name: str, per_tensor: bool = False):
 
 def run(args: argparse.Namespace) -> int:
     from qsci.cli._common import emit_json
-    from qsci.quant.complexity import count, parse_size
+    from qsci.deploy.complexity import count, parse_size
 
     size = parse_size(args.size)
     model, what = model_for(args.model, args.per_tensor)

@@ -24,8 +24,8 @@ def _packed_report(path: str) -> dict | None:
     """Report for one of our packed files (checkpoints/*.pt); None when the file is not packed."""
     import torch
 
+    from qsci.deploy.packing import FORMAT
     from qsci.errors import QSCIError
-    from qsci.quant.packing import FORMAT
 
     try:
         head = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -33,7 +33,7 @@ def _packed_report(path: str) -> dict | None:
         return None  # not ours: the general checker below gives the one-line reason
     if not (isinstance(head, dict) and head.get("format") == FORMAT):
         return None
-    from qsci.quant.packing import load_packed_model
+    from qsci.deploy.packing import load_packed_model
 
     config = dict(head.get("config") or {})
     try:

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from qsci.errors import QSCIError
+from qsci.models.blocks import TSAB
 from qsci.quant.lsq import ActQuantizer, QConv3d, QLinear
 
 _QUIET = {"done": False}
@@ -574,8 +575,6 @@ def _replace_children(parent: nn.Module, prefix: str, kernel: str, terms: int, e
 
 
 def _is_quantized_tsab(module: nn.Module) -> bool:
-    from qsci.models.blocks import TSAB  # layer-2 sibling; only its attribute layout is used
-
     return isinstance(module, TSAB) and bool(getattr(module, "quantized", False)) \
         and all(a.alpha.numel() in (1, module.heads) for a in (module.q_act, module.k_act, module.v_act))
 

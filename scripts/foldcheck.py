@@ -8,8 +8,8 @@ loaded with `load_official` (strictly, like a downloaded one) and compared: fake
 (`convert_to_int8`, steps folded into the weights) on scenes, per-scene PSNR against ground
 truth and the PSNR between the two backends' outputs.
 
-    python -m qsci.quant.foldcheck --bits 4 8 3 2 [--threads 2] [--scenes drop8,runner8,traffic] [--max-meas N]
-    python -m qsci.quant.foldcheck --file 4bit.pth          # a real downloaded file
+    python -m scripts.foldcheck --bits 4 8 3 2 [--threads 2] [--scenes drop8,runner8,traffic] [--max-meas N]
+    python -m scripts.foldcheck --file 4bit.pth          # a real downloaded file
 
 Output: one JSON line per file (see `agreement`).
 """
@@ -21,14 +21,21 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from qsci.models.checkpoints import VARIANT_CONFIGS, load_official
+from qsci.bench import calibrate
+from qsci.deploy.intkernels import convert_to_int8, int8_layers
+from qsci.metrics import psnr_frame
+from qsci.models.checkpoints import VARIANT_CONFIGS, load_official, read_state_dict
 from qsci.models.registry import build_model
-from qsci.quant.lsq import ActQuantizer
+from qsci.physics import SCIOperator
+from qsci.quant.lsq import ActQuantizer, QConv3d, QLinear
+from qsci.scenes import load_scene
+from qsci.zoo import get_method, load_weights_file
 
 FILE_NAMES = {8: "8bit.pth", 4: "4bit.pth", 3: "3bit.pth", 2: "2bit.pth"}
 
@@ -41,10 +48,6 @@ def make_authors_file(path: str | Path, bits: int, seed: int = 0, preset_overrid
     `preset_overrides` (e.g. {"in_ch": 4, "units": 1}) shrinks the network for quick tests; the
     file then no longer matches the released layout and must be loaded with `load_authors_like`.
     """
-    from dataclasses import replace
-
-    from qsci.bench import calibrate
-
     cfg = VARIANT_CONFIGS[f"qsci_{bits}bit"]
     if preset_overrides:
         cfg = replace(cfg, **preset_overrides)
@@ -65,10 +68,6 @@ def load_authors_like(path: str | Path, bits: int, preset_overrides: dict | None
     """Load a file from `make_authors_file` (the released layout goes through `load_official`)."""
     if not preset_overrides:
         return load_official(path, bits=bits)[0]
-    from dataclasses import replace
-
-    from qsci.models.checkpoints import read_state_dict
-
     model = build_model(replace(VARIANT_CONFIGS[f"qsci_{bits}bit"], **preset_overrides))
     model.load_state_dict(read_state_dict(path), strict=True)
     return model.eval()
@@ -84,10 +83,6 @@ def per_channel_variant(model: torch.nn.Module, seed: int = 0, spread: float = 0
     integer in [-zero_point_range, zero_point_range]. A well-conditioned stand-in for a trained
     authors' file (random networks are chaotic: see docs/int8.md).
     """
-    from dataclasses import replace
-
-    from qsci.quant.lsq import QConv3d, QLinear
-
     cfg = replace(model.config, per_channel_act=True)
     out = build_model(cfg).eval()
     sd = model.state_dict()
@@ -122,11 +117,6 @@ def agreement(model: torch.nn.Module, scenes=("drop8", "runner8", "traffic"), te
     "diff_db", "between_min_db", "routes", "seconds": {"fakequant", "int8"}}. `max_meas` keeps the
     first measurements of each scene only; `log(name, scores)` is called after each scene.
     """
-    from qsci.metrics import psnr_frame
-    from qsci.physics import SCIOperator
-    from qsci.quant.intkernels import convert_to_int8, int8_layers
-    from qsci.scenes import load_scene
-
     model = model.eval()
     m8 = convert_to_int8(model, terms=terms)
     routes: dict[str, int] = {}
@@ -161,7 +151,7 @@ def agreement(model: torch.nn.Module, scenes=("drop8", "runner8", "traffic"), te
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m qsci.quant.foldcheck", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m scripts.foldcheck", description=__doc__.split("\n")[0])
     ap.add_argument("--bits", type=int, nargs="*", default=[4, 8, 3, 2], choices=[8, 4, 3, 2])
     ap.add_argument("--file", default=None, help="a real authors' file instead of synthetic ones")
     ap.add_argument("--from-trained", default=None, metavar="NAME",
@@ -176,8 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     scenes = args.scenes.split(",")
     if args.from_trained:
-        from qsci.zoo import get_method, load_weights_file
-
         base = load_weights_file(get_method(args.from_trained).checkpoint)
         jobs = [(f"{args.from_trained} per-channel (seed {args.seed})", args.from_trained,
                  lambda: per_channel_variant(base, seed=args.seed))]

@@ -8,8 +8,8 @@ threads wait passively) plus the ratio of int8 to the
 faster floating-point runner within each round (its median is the figure to quote), with the
 load average (`/proc/loadavg`) before and after.
 
-    python -m qsci.quant.speedcheck --preset t --threads 2 --size 256x256x8 --rounds 5
-    python -m qsci.quant.speedcheck --preset s --bits 4 --rounds 3 --profile int8
+    python -m scripts.speedcheck --preset t --threads 2 --size 256x256x8 --rounds 5
+    python -m scripts.speedcheck --preset s --bits 4 --rounds 3 --profile int8
 
 Runners come from `qsci.bench.make_runner` (trained zoo weights where they exist, else calibrated
 random weights: timing does not depend on the values). Output: one JSON object.
@@ -34,7 +34,7 @@ def _load() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m qsci.quant.speedcheck")
+    ap = argparse.ArgumentParser(prog="python -m scripts.speedcheck")
     ap.add_argument("--preset", default="t")
     ap.add_argument("--bits", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
