@@ -17,7 +17,7 @@ from qsci.deploy.intkernels import convert_to_int8
 from qsci.errors import QSCIError
 from qsci.physics import SCIOperator
 from qsci.solvers.initial import initial_estimate
-from qsci.tiling import run_tiled, tile_size_for
+from qsci.tiling import count_tiles, run_tiled, tile_size_for
 
 Progress = Callable[[float, str], None] | None
 
@@ -81,17 +81,49 @@ class NetworkRunner:
             raise QSCIError(f"networks need an even height and width, got {h}x{w}")
         tile = tile_size_for(t, h, w)
         frames = np.empty((meas.shape[0], t, h, w), np.float32)
-        for i, y in enumerate(meas):
-            if progress:
-                progress(i / len(meas), f"{self.name}: measurement {i + 1}/{len(meas)}")
-            x0 = initial_estimate(y, mask, *self.init)  # (1,1,T,H,W)
-            out = self.forward(x0) if tile is None else run_tiled(self.forward, x0, tile)
-            if self.dc:
-                out = op.project(out, torch.from_numpy(np.asarray(y, np.float32)))
-            frames[i] = out[0].numpy()
+        steps = _MeasurementSteps(progress, self.name, len(meas),
+                                  len(self.model.progress_blocks()) * count_tiles(h, w, tile))
+        hooks = [b.register_forward_hook(steps.block_done) for b in self.model.progress_blocks()] if progress else []
+        try:
+            for i, y in enumerate(meas):
+                steps.start(i, "initial estimate" if self.init[0] == "gaptv" else "network")
+                x0 = initial_estimate(y, mask, *self.init)  # (1,1,T,H,W)
+                out = self.forward(x0) if tile is None else run_tiled(self.forward, x0, tile)
+                if self.dc:
+                    out = op.project(out, torch.from_numpy(np.asarray(y, np.float32)))
+                frames[i] = out[0].numpy()
+        finally:
+            for hook in hooks:
+                hook.remove()
         if progress:
             progress(1.0, f"{self.name}: done")
         return frames
+
+
+class _MeasurementSteps:
+    """Moves a progress bar within one measurement, not only between them: the initial estimate
+    takes the first tenth, then each network block (per tile) an equal share of the rest.
+    A 256x256x8 measurement of an S model on fake-quant takes tens of seconds on 2 cores."""
+
+    ESTIMATE = 0.1
+
+    def __init__(self, progress: Progress, name: str, n_meas: int, blocks_per_measurement: int):
+        self.progress, self.name, self.n = progress, name, max(n_meas, 1)
+        self.total = max(blocks_per_measurement, 1)
+        self.i = self.done = 0
+
+    def start(self, i: int, what: str) -> None:
+        self.i, self.done = i, 0
+        self._say(0.0, what)
+
+    def block_done(self, *_hook_args) -> None:
+        self.done += 1
+        self._say(self.ESTIMATE + (1 - self.ESTIMATE) * min(self.done / self.total, 1.0),
+                  f"network block {self.done}/{self.total}")
+
+    def _say(self, fraction: float, what: str) -> None:
+        if self.progress:
+            self.progress((self.i + fraction) / self.n, f"{self.name}: measurement {self.i + 1}/{self.n}, {what}")
 
 
 class GapTVRunner:

@@ -32,6 +32,13 @@ def _starts(length: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
+def count_tiles(h: int, w: int, tile: int | None, overlap: int = 16) -> int:
+    """How many forward passes `run_tiled` makes (1 without tiling): the denominator of progress."""
+    if tile is None:
+        return 1
+    return len(_starts(h, min(tile, h), overlap)) * len(_starts(w, min(tile, w), overlap))
+
+
 def _ramp(n: int, overlap: int) -> torch.Tensor:
     w = torch.ones(n)
     k = min(overlap, n // 2)

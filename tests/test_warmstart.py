@@ -173,3 +173,26 @@ def test_validation_scenes_score_like_the_cli_and_are_not_the_benchmark(one_torc
     assert out["scenes"]["embedded-moon-drift"]["psnr"] == pytest.approx(36.80, abs=0.05)
     with pytest.raises(QSCIError, match="unknown scene 'kobe-x'; choose from kobe.*embedded-moon-drift"):
         evaluate("gap-tv", ["kobe-x"])
+
+
+def test_progress_moves_within_each_measurement(one_torch_thread, monkeypatch):
+    """The bar moves after the initial estimate and after every network block, tiles included."""
+    import qsci.runners as runners
+
+    x, mask, y = _scene(h=48, w=48)
+    model = create_model("qsci-t-gap-4bit", **TINY)
+    n_blocks = len(model.progress_blocks())
+    seen = []
+    NetworkRunner("warm4", model, backend="fakequant")(np.stack([y, y]), mask, lambda f, m: seen.append((f, m)))
+    fractions = [f for f, _ in seen]
+    assert len(seen) == 2 * (1 + n_blocks) + 1 and fractions == sorted(fractions)
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert seen[1] == (pytest.approx(0.5 * (0.1 + 0.9 / n_blocks)), f"warm4: measurement 1/2, network block 1/{n_blocks}")
+    assert seen[1 + n_blocks] == (0.5, "warm4: measurement 2/2, initial estimate")
+
+    monkeypatch.setattr(runners, "tile_size_for", lambda t, h, w: 32)  # 48x48 -> 2x2 tiles of 32
+    seen.clear()
+    NetworkRunner("warm4", model, backend="fakequant")(y[None], mask, lambda f, m: seen.append((f, m)))
+    assert len(seen) == 1 + 4 * n_blocks + 1
+    assert seen[-2][1] == f"warm4: measurement 1/1, network block {4 * n_blocks}/{4 * n_blocks}"
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)

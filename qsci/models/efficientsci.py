@@ -61,6 +61,10 @@ class EfficientSCI(nn.Module):
         out = self.decode(out).squeeze(1)  # (B, T, H, W)
         return x.squeeze(1) + out if self.config.residual else out
 
+    def progress_blocks(self) -> list[nn.Module]:
+        """The stages after which a long forward pass can say how far it is (most of its time)."""
+        return list(self.resdnet_list)
+
     def last_convs(self) -> list[nn.Module]:
         """The convolution(s) whose sum is the output; zeroed, a residual model returns its input."""
         return [self.vrm[4]]
