@@ -176,7 +176,7 @@ def _load_runner_cached(name: str, backend: str, checkpoint: str | None):
 
 def _load_model(info: MethodInfo, checkpoint: str | None):
     """(model, "trained"|"random") for a network method."""
-    from qsci.models import checkpoints as ckpts
+    from qsci.deploy import weights
     from qsci.models import create_model
 
     if checkpoint is not None:
@@ -185,7 +185,7 @@ def _load_model(info: MethodInfo, checkpoint: str | None):
         from qsci import data
 
         path = data.locate(OFFICIAL[info.name][0])
-        model, _variant = ckpts.load_official(path)
+        model, _variant = weights.load_official(path)
         return model, "trained"
     if info.checkpoint is not None and info.available:
         return load_weights_file(info.checkpoint), "trained"
@@ -195,18 +195,7 @@ def _load_model(info: MethodInfo, checkpoint: str | None):
 
 
 def load_weights_file(path: str | Path):
-    """A model from any weights file we know: packed (ours), config + state dict, or official."""
-    from qsci.deploy.packing import FORMAT, load_packed_model
-    from qsci.models.checkpoints import load_model
+    """A model from any weights file we know (packed, ours, training states, the authors'), read once."""
+    from qsci.deploy.weights import load_model
 
-    import torch
-
-    try:
-        head = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
-    except FileNotFoundError:
-        raise QSCIError(f"{Path(path).name}: checkpoint file not found") from None
-    except Exception as exc:  # not a torch file, or one that needs pickles: refuse
-        raise QSCIError(f"{Path(path).name}: cannot be read as a weights-only checkpoint ({type(exc).__name__})") from None
-    if isinstance(head, dict) and head.get("format") == FORMAT:
-        return load_packed_model(path)
     return load_model(path)

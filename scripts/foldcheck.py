@@ -29,8 +29,9 @@ import torch
 
 from qsci.bench import calibrate
 from qsci.deploy.intkernels import convert_to_int8, int8_layers
+from qsci.deploy.weights import load_official, read_state_dict
 from qsci.metrics import psnr_frame
-from qsci.models.checkpoints import VARIANT_CONFIGS, load_official, read_state_dict
+from qsci.models.checkpoints import VARIANT_CONFIGS
 from qsci.models.registry import build_model
 from qsci.physics import SCIOperator
 from qsci.quant.lsq import ActQuantizer, QConv3d, QLinear

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from qsci.cli import main as cli_main
+from qsci.deploy.weights import load_check, load_model, load_official, read_state_dict
 from qsci.errors import QSCIError
 from qsci.models import create_model
-from qsci.models.checkpoints import (VARIANTS, detect_variant, estimate_bits, load_check, load_model,
-                                     load_official, read_state_dict, save_model)
+from qsci.models.checkpoints import VARIANTS, detect_variant, estimate_bits, save_model
 
 SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_checkpoint_schemas.json"
 FILE_NAMES = {"qsci_8bit": "8bit.pth", "qsci_4bit": "4bit.pth", "qsci_3bit": "3bit.pth",

@@ -2,7 +2,8 @@
 
 1 foundation: errors, physics, io, metrics, data, scenes and other pure helpers
 2 networks and solvers: quant (quantizer primitives), models, solvers
-3 deploy: deploy.intkernels, deploy.packing, deploy.complexity (int8 execution, packed files, counting)
+3 deploy: deploy.intkernels, deploy.packing, deploy.complexity, deploy.weights (int8 execution, packed files,
+  counting, the one weights loader)
 4 services: zoo, runners, engine, evaluate, bench, plots
 5 front ends: app.py, ui/, qsci/cli/, training/ (checkers run as scripts live in scripts/)
 
@@ -30,6 +31,7 @@ LAYERS = {
     "qsci.scenes": 1, "qsci.synthetic": 1, "qsci.tiling": 1, "qsci.published": 1,
     "qsci.quant": 2, "qsci.quant.lsq": 2, "qsci.models": 2, "qsci.solvers": 2,
     "qsci.deploy": 3, "qsci.deploy.intkernels": 3, "qsci.deploy.packing": 3, "qsci.deploy.complexity": 3,
+    "qsci.deploy.weights": 3,
     "qsci.zoo": 4, "qsci.runners": 4, "qsci.engine": 4, "qsci.evaluate": 4, "qsci.bench": 4, "qsci.plots": 4,
     "qsci.cli": 5, "qsci.__main__": 5, "app": 5, "ui": 5, "training": 5,
 }
@@ -48,10 +50,10 @@ FUNCTION_LEVEL_ALLOWED = {
     ("qsci.scenes", "qsci.io.inspect"), ("qsci.scenes", "qsci.physics"), ("qsci.scenes", "qsci.synthetic"),
     # lazy by design: the data registry resolves and downloads without loading the file readers.
     ("qsci.data", "qsci.io"),
-    # lazy by design: `qsci models` lists methods without torch; networks, weights and runners load
-    # with the first request. One weights loader for every format replaces these (issue 12).
-    ("qsci.zoo", "qsci.data"), ("qsci.zoo", "qsci.models"), ("qsci.zoo", "qsci.models.checkpoints"),
-    ("qsci.zoo", "qsci.deploy.packing"), ("qsci.zoo", "qsci.runners"),
+    # lazy by design: `qsci models` lists methods without torch; the networks, the weights loader
+    # (qsci.deploy.weights, every format) and the runners load with the first request.
+    ("qsci.zoo", "qsci.data"), ("qsci.zoo", "qsci.models"), ("qsci.zoo", "qsci.deploy.weights"),
+    ("qsci.zoo", "qsci.runners"),
     # lazy by design: GAP-TV loads only for the method in use.
     ("qsci.runners", "qsci.solvers.gaptv"),
     # no cycle: could move to the top.

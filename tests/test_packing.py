@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from qsci.bench import calibrate
-from qsci.deploy.packing import (load_packed_model, pack_bits, pack_state_dict, read_packed, save_packed,
-                                 unpack_bits, unpack_into)
+from qsci.deploy.packing import pack_bits, pack_state_dict, save_packed, unpack_bits, unpack_into
+from qsci.deploy.weights import load_model, read_packed
 from qsci.errors import QSCIError
 from qsci.models import create_model
 
@@ -42,7 +42,7 @@ def test_round_trip_gives_identical_outputs(tmp_path, tag, per_channel):
     x0 = torch.rand(1, 1, 8, 16, 16)
     with torch.inference_mode():
         assert torch.equal(src(x0), dst(x0))
-        assert torch.equal(src(x0), load_packed_model(path)(x0))  # config stored in the file
+        assert torch.equal(src(x0), load_model(path)(x0))  # config stored in the file
 
 
 def test_file_size_reflects_bit_depth(tmp_path):

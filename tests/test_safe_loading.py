@@ -61,17 +61,17 @@ def evil_files(tmp_path):
 
 def _loaders():
     from qsci import zoo
-    from qsci.deploy import packing
-    from qsci.models import checkpoints
+    from qsci.deploy import weights
     from training import checkpointing
 
     return {
-        "checkpoints.read_state_dict": checkpoints.read_state_dict,
-        "checkpoints.load_model": checkpoints.load_model,
-        "checkpoints.load_official": checkpoints.load_official,
-        "checkpoints.load_check": checkpoints.load_check,
-        "packing.read_packed": packing.read_packed,
-        "packing.load_packed_model": packing.load_packed_model,
+        "weights.read_weights": weights.read_weights,
+        "weights.open_weights": weights.open_weights,
+        "weights.read_state_dict": weights.read_state_dict,
+        "weights.load_model": weights.load_model,
+        "weights.load_official": weights.load_official,
+        "weights.load_check": weights.load_check,
+        "weights.read_packed": weights.read_packed,
         "zoo.load_weights_file": zoo.load_weights_file,
         "training.load_checkpoint": checkpointing.load_checkpoint,
         "engine.reconstruct(checkpoint=)": lambda p: __import__("qsci.engine").engine.reconstruct(

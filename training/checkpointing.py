@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qsci.deploy.weights import TRAINING_FORMAT, read_weights
 from qsci.errors import InputFileError
 
-FORMAT = "qsci-train-v1"
+FORMAT = TRAINING_FORMAT  # how the weights loader recognises a training state
 
 
 def rng_state() -> dict:
@@ -68,7 +69,7 @@ def save_checkpoint(path, *, model, model_config: dict, optimizer, step: int, sa
     raw = getattr(model, "module", model)  # unwrap DDP
     state = {
         "format": FORMAT,
-        # the two keys qsci.models.checkpoints.load_model reads: `python -m qsci evaluate
+        # the two keys qsci.deploy.weights.load_model reads: `python -m qsci evaluate
         # --checkpoint <out>/ckpt.pt` and the app load a training checkpoint as it is
         "config": model_config,
         "model_state_dict": {k: v.detach().cpu() for k, v in raw.state_dict().items()},
@@ -84,14 +85,13 @@ def save_checkpoint(path, *, model, model_config: dict, optimizer, step: int, sa
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """A training checkpoint, or a plain model file holding a state dict plus its config."""
+    """A training checkpoint, or a plain model file holding a state dict plus its config.
+
+    Read by the one weights loader (`qsci.deploy.weights.read_weights`: weights only, one error
+    vocabulary); the whole dict comes back because resuming needs the optimizer and RNG states.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise InputFileError(path, f"not a loadable weights-only checkpoint ({type(exc).__name__})") from None
+    ckpt = read_weights(path, map_location)
     if not isinstance(ckpt, dict):
         raise InputFileError(path, "checkpoint is not a dict")
     if "model_state_dict" not in ckpt:

@@ -21,8 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
+from qsci.deploy.weights import read_weights
 from qsci.zoo import checkpoints_dir
 
 EVAL_SCENES = "drop8,runner8,traffic"
@@ -70,21 +69,22 @@ def _training_minutes(run: Path) -> float:
 
 
 def _run_samples(run: Path) -> int:
-    return int(torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True).get("samples", 0))
+    return int(read_weights(run / "ckpt.pt").get("samples", 0))
 
 
 def _run_steps(run: Path) -> int:
-    return int(torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True).get("step", 0))
+    return int(read_weights(run / "ckpt.pt").get("step", 0))
 
 
 def pack(run: Path, name: str, command_file: Path | None, commit_file: Path | None,
          earlier_runs: list[Path] = ()) -> dict:
     from qsci.deploy.complexity import count
     from qsci.deploy.packing import save_packed
-    from qsci.models.checkpoints import load_model
+    from qsci.deploy.weights import load_model, open_weights
 
-    ckpt = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True)
-    model = load_model(run / "ckpt.pt")
+    state = open_weights(run / "ckpt.pt")  # read once: the network and the training record
+    ckpt = state.content
+    model = load_model(state)
     out_dir = checkpoints_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{name}.pt"

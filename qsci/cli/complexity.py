@@ -37,10 +37,9 @@ def model_for(name: str, per_tensor: bool = False):
     except QSCIError:
         info = None
     if info is not None and info.source == "ours" and info.available and info.checkpoint is not None:
-        import torch
+        from qsci.deploy.weights import open_weights
 
-        head = torch.load(info.checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        config = dict(head.get("config") or {}) if isinstance(head, dict) else {}
+        config = open_weights(info.checkpoint).config or {}
         if config:
             if per_tensor:
                 config["per_channel_act"] = False

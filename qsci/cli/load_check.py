@@ -20,24 +20,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json_argument(p)
 
 
-def _packed_report(path: str) -> dict | None:
-    """Report for one of our packed files (checkpoints/*.pt); None when the file is not packed."""
-    import torch
-
+def _packed_report(wf) -> dict:
+    """Report for one of our packed files (checkpoints/*.pt), already read by the weights loader."""
     from qsci.deploy.packing import FORMAT
+    from qsci.deploy.weights import load_model
     from qsci.errors import QSCIError
 
+    config = wf.config or {}
     try:
-        head = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return None  # not ours: the general checker below gives the one-line reason
-    if not (isinstance(head, dict) and head.get("format") == FORMAT):
-        return None
-    from qsci.deploy.packing import load_packed_model
-
-    config = dict(head.get("config") or {})
-    try:
-        load_packed_model(path)  # strict: every entry present with its shape (unpack_into)
+        load_model(wf)  # strict: every entry present with its shape (unpack_into)
     except QSCIError as exc:
         return {"variant": _variant(config), "format": FORMAT, "ok": False, "error": str(exc)}
     return {"variant": _variant(config), "format": FORMAT, "config": config,
@@ -58,14 +49,10 @@ def run(args: argparse.Namespace) -> int:
     path = args.checkpoint or args.path
     if not path:
         raise QSCIError("name the checkpoint: python -m qsci load-check --checkpoint FILE")
-    from pathlib import Path
+    from qsci.deploy.weights import load_check, open_weights
 
-    if not Path(path).is_file():
-        raise QSCIError(f"{Path(path).name}: checkpoint file not found")
-    report = _packed_report(path)
-    if report is None:
-        from qsci.models.checkpoints import load_check
 
-        report = load_check(path, bits=args.bits)
+    wf = open_weights(path)  # read once; every format and every read error goes through here
+    report = _packed_report(wf) if wf.kind == "packed" else load_check(wf, bits=args.bits)
     emit_json(report, args.json)
     return 0 if report["ok"] else 1

@@ -7,7 +7,7 @@ the step `alpha`; every other entry (biases, activation steps and zero points, s
 layer) stays as it is, plus the model's config dict. The result holds only tensors and
 primitives, so `torch.save` / `torch.load(weights_only=True)` round-trip it, and
 `unpack_into(model, packed)` restores weights `code * alpha` that fake-quantize to exactly the
-same integers, so outputs are identical.
+same integers, so outputs are identical. Files are read by `qsci.deploy.weights`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from qsci import models  # layer 2: packed files rebuild their network from the stored config
-from qsci.errors import InputFileError, QSCIError
+from qsci.errors import QSCIError
 from qsci.quant.lsq import QConv3d, QLinear, signed_range
 
 FORMAT = "qsci-packed-v1"
@@ -159,24 +158,3 @@ def save_packed(model: nn.Module, path: str | Path, config: Any = None) -> Path:
     path = Path(path)
     torch.save(pack_state_dict(model, config), path)
     return path
-
-
-def read_packed(path: str | Path) -> dict:
-    """Load a packed file safely (weights_only=True)."""
-    try:
-        packed = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputFileError(path, "file not found") from None
-    except Exception as exc:
-        raise InputFileError(path, f"cannot read as a packed checkpoint ({type(exc).__name__})") from None
-    if not isinstance(packed, dict) or packed.get("format") != FORMAT:
-        raise InputFileError(path, f"not a packed Q-SCI checkpoint (format {FORMAT!r} expected)")
-    return packed
-
-
-def load_packed_model(path: str | Path) -> nn.Module:
-    """Rebuild the model from the config stored in the file and load its weights (eval mode)."""
-    packed = read_packed(path)
-    if not packed.get("config"):
-        raise InputFileError(path, "packed checkpoint has no model config; use unpack_into")
-    return unpack_into(models.build_model(dict(packed["config"])), packed).eval()

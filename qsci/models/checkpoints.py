@@ -1,9 +1,10 @@
-"""Checkpoint files: the authors' released state dicts and our own config-carrying files.
+"""State dicts: the authors' released layouts and our own config-carrying files.
 
 The authors' files hold a bare state dict (or one under `model_state_dict`), possibly with a
 `module.` prefix from DataParallel. Their variant is recognised from the entry names and shapes;
 the 2/3/4-bit files have identical layouts, so their bit width comes from the file name when it
-says (`4bit.pth`), else from the weight statistics (see `estimate_bits`).
+says (`4bit.pth`), else from the weight statistics (see `estimate_bits`). Files are read by the
+one weights loader, `qsci.deploy.weights`; this module works on what they hold.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import torch.nn as nn
 
 from qsci.errors import InputFileError, QSCIError
 from qsci.models.config import ModelConfig
-from qsci.models.registry import build_model
 
 VARIANTS = ("qsci_8bit", "qsci_4bit", "qsci_3bit", "qsci_2bit", "efficientsci_s_fp", "efficientsci_b_fp")
 VARIANT_CONFIGS = {
@@ -30,27 +30,13 @@ _LOW_BITS = (2, 3, 4)
 _BIT_PROBE = re.compile(r"^resdnet_list\.\d+\..*\.alpha$")
 
 
-def _load(path: str | Path) -> object:
-    p = Path(path)
-    if not p.is_file():
-        raise InputFileError(p, "file not found")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip errors come in many types
-        raise InputFileError(p, f"not a readable PyTorch checkpoint ({type(exc).__name__})") from exc
-
-
-def _state_dict_of(obj: object, path: str | Path) -> dict[str, torch.Tensor]:
+def state_dict_of(obj: object, path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in a file's content (bare or under `model_state_dict`), `module.` prefixes removed."""
     if isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict):
         obj = obj["model_state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise InputFileError(path, "holds no state dict (expected tensors, or a dict under 'model_state_dict')")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict in a file (bare or under `model_state_dict`), `module.` prefixes removed."""
-    return _state_dict_of(_load(path), path)
 
 
 def estimate_bits(sd: dict[str, torch.Tensor]) -> int:
@@ -97,7 +83,8 @@ def detect_variant(sd: dict[str, torch.Tensor], path: str | Path | None = None) 
     raise QSCIError("not an EfficientSCI / Q-SCI state dict (no fem / resdnet_list entries)")
 
 
-def _compare(model: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+def compare(model: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Entries of `sd` missing from, unexpected in, or shaped unlike `model`'s state dict."""
     own = model.state_dict()
     return {
         "missing": sorted(k for k in own if k not in sd),
@@ -109,25 +96,8 @@ def _compare(model: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, list[st
     }
 
 
-def load_check(path: str | Path, bits: int | None = None) -> dict:
-    """{"variant", "missing", "unexpected", "mismatched", "ok"} for the model the file needs.
-
-    `variant` is a released layout name, or the registry name for files written by `save_model`.
-    """
-    obj = _load(path)
-    sd = _state_dict_of(obj, path)
-    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):  # one of our own files
-        config = ModelConfig.from_dict(obj["config"])
-        variant = config.name
-    else:
-        variant = _variant_with_bits(sd, path, bits)
-        config = VARIANT_CONFIGS[variant]
-    report = _compare(build_model(config), sd)
-    ok = not (report["missing"] or report["unexpected"] or report["mismatched"])
-    return {"variant": variant, **report, "ok": ok}
-
-
-def _variant_with_bits(sd: dict, path: str | Path | None, bits: int | None) -> str:
+def variant_with_bits(sd: dict, path: str | Path | None, bits: int | None) -> str:
+    """The released layout of `sd`, with an explicit `bits` deciding between 2/3/4-bit ones."""
     variant = detect_variant(sd, path)
     if bits is not None and variant.startswith("qsci_"):
         if (bits == 8) != (variant == "qsci_8bit"):
@@ -136,24 +106,12 @@ def _variant_with_bits(sd: dict, path: str | Path | None, bits: int | None) -> s
     return variant
 
 
-def load_official(path: str | Path, bits: int | None = None) -> tuple[nn.Module, str]:
-    """(model in eval mode, variant) from one of the authors' files, loaded strictly.
-
-    S preset with per-channel activation steps (B preset for `efficientsci_b_fp`); `bits`
-    overrides the 2/3/4-bit guess.
-    """
-    sd = read_state_dict(path)
-    variant = _variant_with_bits(sd, path, bits)
-    model = _load_strictly(build_model(VARIANT_CONFIGS[variant]), sd, path, variant)
-    return model.eval(), variant
-
-
-def _load_strictly(model: nn.Module, sd: dict[str, torch.Tensor], path: str | Path, name: str) -> nn.Module:
+def load_strictly(model: nn.Module, sd: dict[str, torch.Tensor], path: str | Path, name: str) -> nn.Module:
     """`sd` into `model`, every entry present with its shape; else a user error naming the file.
 
     Checked first so that a wrong file is an `InputFileError`, never torch's multi-line RuntimeError.
     """
-    report = _compare(model, sd)
+    report = compare(model, sd)
     if report["missing"] or report["unexpected"] or report["mismatched"]:
         first = (report["mismatched"] + report["missing"] + report["unexpected"])[0]
         n = sum(len(v) for v in report.values())
@@ -164,19 +122,10 @@ def _load_strictly(model: nn.Module, sd: dict[str, torch.Tensor], path: str | Pa
 
 
 def save_model(path: str | Path, model: nn.Module, **extra) -> Path:
-    """Write {"config", "model_state_dict", **extra}; `load_model` rebuilds the exact network."""
+    """Write {"config", "model_state_dict", **extra}; `qsci.deploy.weights.load_model` rebuilds it."""
     if not hasattr(model, "config"):
         raise QSCIError("only models built from a ModelConfig can be saved with their config")
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"config": model.config.to_dict(), "model_state_dict": model.state_dict(), **extra}, p)
     return p
-
-
-def load_model(path: str | Path) -> nn.Module:
-    """A network from `save_model` (config inside), or an official file (variant detected)."""
-    obj = _load(path)
-    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
-        config = ModelConfig.from_dict(obj["config"])
-        return _load_strictly(build_model(config), _state_dict_of(obj, path), path, config.name).eval()
-    return load_official(path)[0]
