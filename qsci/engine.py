@@ -1,7 +1,8 @@
-"""One entry point for every front end: measurement + mask + method name -> frames and scores.
+"""One entry point for every front end: measurement + mask + method -> frames and scores.
 
 The app, the CLI, evaluation and training all call `reconstruct`, so timing, metrics, backend
-choice and input checks are the same everywhere.
+choice and input checks are the same everywhere. A method is a name (the zoo loads and caches
+its runner), a runner, or a network in memory (training scores its model without a file).
 """
 
 from __future__ import annotations
@@ -12,12 +13,36 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from qsci.errors import QSCIError
 from qsci.metrics import frame_scores
+from qsci.runners import NetworkRunner
 from qsci.zoo import load_runner
 
 Progress = Callable[[float, str], None] | None
+# a method name, a runner (`runner(meas, mask, progress)` with `.name` and `.backend`), or a network
+Method = str | Callable | torch.nn.Module
+
+
+def as_runner(method: Method, backend: str = "auto", checkpoint: str | Path | None = None):
+    """The runner for a method name (cached by the zoo), a runner (as it is) or a network.
+
+    A network is wrapped in a new `NetworkRunner`, which puts it in eval mode and, for fp32/bf16,
+    into channels-last order in place: hand over a copy of a model that is still training.
+    """
+    if isinstance(method, str):
+        return load_runner(method, backend, checkpoint)
+    if checkpoint is not None:
+        raise QSCIError("checkpoint= goes with a method name, not with a runner or a model in memory")
+    if isinstance(method, torch.nn.Module):
+        config = getattr(method, "config", None)
+        return NetworkRunner(getattr(config, "name", type(method).__name__), method, backend=backend)
+    if callable(method) and hasattr(method, "backend") and hasattr(method, "name"):
+        if backend not in ("auto", method.backend):
+            raise QSCIError(f"this {method.name} runner runs on {method.backend}, not {backend}")
+        return method
+    raise QSCIError(f"a method is a name, a runner or a network, not {type(method).__name__}")
 
 
 @dataclass
@@ -89,20 +114,22 @@ def _check_values(meas: np.ndarray, mask: np.ndarray) -> None:
 def reconstruct(
     meas: np.ndarray,
     mask: np.ndarray,
-    method: str,
+    method: Method,
     *,
     gt: np.ndarray | None = None,
     backend: str = "auto",
     progress: Progress = None,
     checkpoint: str | Path | None = None,
 ) -> ReconResult:
-    """Reconstruct `meas` (H,W)|(N,H,W) coded with `mask` (T,H,W) by `method`; score against `gt` if given."""
+    """Reconstruct `meas` (H,W)|(N,H,W) coded with `mask` (T,H,W) by `method` (see `as_runner`);
+    score against `gt` if given."""
     meas, mask = _as_stack(meas, mask)
-    runner = load_runner(method, backend, checkpoint)
+    runner = as_runner(method, backend, checkpoint)
     start = time.perf_counter()
     frames = runner(meas, mask, progress)
     seconds = time.perf_counter() - start
-    result = ReconResult(method, frames, seconds, runner.backend, getattr(runner, "weights", "trained"))
+    name = method if isinstance(method, str) else runner.name
+    result = ReconResult(name, frames, seconds, runner.backend, getattr(runner, "weights", "trained"))
     if gt is not None:
         gt = np.asarray(gt, np.float32)
         if gt.size != frames.size:

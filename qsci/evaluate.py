@@ -2,7 +2,9 @@
 
 Each scene's ground truth is cut into groups of T consecutive frames, re-simulated with the
 evaluation mask (the stored `meas` is ignored), reconstructed through the engine and scored
-per frame; a scene's score is the mean over its frames, the headline the mean over scenes.
+per frame; a scene's score is the mean over its frames, the headline the mean over scenes. The
+method is a name, a runner or a network in memory (`qsci.engine.as_runner`), so training scores
+its model by the same code as the CLI.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from qsci.engine import reconstruct
+from qsci.engine import Method, as_runner, reconstruct
 from qsci.scenes import BENCHMARK_SCENES, simulate_scene
 from qsci.synthetic import EMBEDDED_SCENES, make_embedded_scene
 
@@ -23,7 +25,7 @@ VALIDATION_SCENES = tuple(EMBEDDED_SCENES)
 
 
 def evaluate(
-    method: str,
+    method: Method,
     scenes: tuple[str, ...] | list[str] = DEFAULT_SCENES,
     mask: str | np.ndarray = "quantized_sci",
     backend: str = "auto",
@@ -34,6 +36,8 @@ def evaluate(
     from qsci import data
     from qsci.errors import QSCIError
 
+    runner = None  # loaded (or wrapped) once, after the first scene is known to be good
+    name = method if isinstance(method, str) else None
     per_scene: dict[str, dict] = {}
     backend_used = None
     for i, scene in enumerate(scenes):
@@ -45,9 +49,12 @@ def evaluate(
         else:
             raise QSCIError(f"unknown scene {scene!r}; choose from {', '.join(BENCHMARK_SCENES)} "
                             f"or the embedded validation clips {', '.join(EMBEDDED_SCENES)}")
+        if runner is None:
+            runner = as_runner(method, backend, checkpoint)
+            name = name or runner.name
         if progress:
-            progress(i / len(scenes), f"{method} on {scene}")
-        res = reconstruct(sim.meas, sim.mask, method, gt=sim.gt, backend=backend, checkpoint=checkpoint)
+            progress(i / len(scenes), f"{name} on {scene}")
+        res = reconstruct(sim.meas, sim.mask, runner, gt=sim.gt)
         backend_used = res.backend
         per_scene[scene] = {
             "psnr": round(res.psnr_mean, 4),
@@ -59,4 +66,4 @@ def evaluate(
         "ssim": round(float(np.mean([s["ssim"] for s in per_scene.values()])), 5),
     }
     mask_name = mask if isinstance(mask, str) else "array"
-    return {"model": method, "backend": backend_used, "mask": mask_name, "scenes": per_scene, "mean": mean}
+    return {"model": name, "backend": backend_used, "mask": mask_name, "scenes": per_scene, "mean": mean}

@@ -97,27 +97,20 @@ def compute_loss(out: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
     return mse.sqrt() if kind == "rmse" else mse
 
 
-def evaluate_model(raw: torch.nn.Module, cfg: TrainConfig, step: int, out_dir: Path) -> dict | None:
-    """Benchmark scenes with the Q-SCI mask through `qsci.evaluate` (the CLI's protocol)."""
+def evaluate_model(raw: torch.nn.Module, cfg: TrainConfig, step: int) -> dict | None:
+    """Benchmark scenes with the Q-SCI mask through `qsci.evaluate` (the CLI's protocol), in memory.
+
+    The runner gets a CPU copy rebuilt from the config and state dict, exactly what the CLI loads
+    from a saved file; the training model itself is not touched.
+    """
     if not cfg.eval_scenes:
         return None
-    try:
-        from qsci.evaluate import evaluate
-    except ImportError:  # TODO(lead): qsci.evaluate not landed yet; evaluation is skipped
-        print("note: qsci.evaluate is not available; skipping evaluation", file=sys.stderr)
-        return None
-    # A fresh file per evaluation: the zoo caches loaded models by checkpoint path.
-    path = out_dir / "eval" / f"model_step{step:07d}.pt"
-    from training.checkpointing import atomic_save
+    from qsci.evaluate import evaluate
+    from qsci.runners import NetworkRunner
 
-    atomic_save({"config": raw.config.to_dict(),
-                 "model_state_dict": {k: v.detach().cpu() for k, v in raw.state_dict().items()}}, path)
-    was_training = raw.training
-    try:
-        result = evaluate(cfg.model_name, list(cfg.eval_scenes), mask="quantized_sci", checkpoint=path)
-    finally:
-        raw.train(was_training)
-        path.unlink(missing_ok=True)
+    snapshot = build_model(cfg, raw.config.to_dict())
+    snapshot.load_state_dict({k: v.detach().cpu() for k, v in raw.state_dict().items()})
+    result = evaluate(NetworkRunner(cfg.model_name, snapshot), list(cfg.eval_scenes), mask="quantized_sci")
     scenes = ", ".join(f"{k} {v['psnr']:.2f}" for k, v in result["scenes"].items())
     tqdm.write(f"eval step {step}: PSNR {result['mean']['psnr']:.2f} dB, SSIM {result['mean']['ssim']:.4f} "
                f"({scenes})", file=sys.stderr)
@@ -306,7 +299,7 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
         if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.max_steps:
             if main_rank:
                 t_eval = time.time()
-                res = evaluate_model(raw, cfg, step, out_dir)
+                res = evaluate_model(raw, cfg, step)
                 if res is not None:
                     logger.log({"step": step, "eval": res})
                     summary["evals"].append((step, res))
@@ -333,7 +326,7 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
                         optimizer=optimizer, step=step, samples=samples, train_config=cfg.to_dict())
         print(f"stopped at step {step} ({stop_reason}); saved {out_dir / 'ckpt.pt'}", file=sys.stderr)
         if cfg.final_eval and stop_reason in ("max_steps", "time budget"):
-            res = evaluate_model(raw, cfg, step, out_dir)
+            res = evaluate_model(raw, cfg, step)
             if res is not None:
                 logger.log({"step": step, "eval": res})
                 summary["evals"].append((step, res))
