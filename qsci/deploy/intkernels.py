@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from qsci.errors import QSCIError
-from qsci.models.blocks import TSAB
+from qsci.models.blocks import TSAB, CFormer, ResDNet
 from qsci.quant.lsq import ActQuantizer, QConv3d, QLinear
 
 _QUIET = {"done": False}
@@ -282,6 +282,11 @@ class _Int8Base(nn.Module):
     def per_channel(self) -> bool:
         return self.route != "per-tensor"
 
+    @property
+    def fusable(self) -> bool:
+        """One oneDNN call with a per-tensor input step: output requantization and post-ops apply."""
+        return self.route == "per-tensor" and self.terms == 1 and self.kernel == "onednn" and not self.exact
+
     def codes(self, x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
         """uint8 kernel input codes of x (channel axis `axis`, default the layer's input axis)."""
         axis = self.cin_axis if axis is None else axis
@@ -357,6 +362,136 @@ class Int8Conv3d(_Int8Base):
                 self.stride, self.padding, self.dilation, self.groups, 1.0, 0, torch.float32, "none", [], "")
         return self._border_correction(self._sum_terms(y, 1), x)
 
+    @property
+    def framewise(self) -> bool:
+        """A (1, k, k) kernel with no temporal stride or padding: a 2-D conv over the B*T frames."""
+        return self.weight_int.shape[2] == 1 and self.stride[0] == 1 and self.padding[0] == 0
+
+    def forward_frames(self, u: torch.Tensor, accum: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 codes (B, Cin, T, H, W) -> fp32 (B, Cout, T, H', W'), channels-last, as ONE 2-D
+        conv over the frames (a view of channels-last memory: no copy); `accum` (the output's
+        shape, channels-last) is added by the kernel (oneDNN sum post-op)."""
+        b, c, t, h, w = u.shape
+        if getattr(self, "_packed2d", None) is None:
+            self._packed2d = torch.ops.onednn.qconv_prepack(
+                self.weight_int[:, :, 0].contiguous(), self.weight_scale, self.x_scale, self.x_zp, self.stride[1:],
+                self.padding[1:], self.dilation[1:], self.groups, None)
+        frames = u.contiguous(memory_format=torch.channels_last_3d).transpose(1, 2).reshape(b * t, c, h, w)
+        args = (self.bias, self.stride[1:], self.padding[1:], self.dilation[1:], self.groups, 1.0, 0, torch.float32)
+        if accum is None:
+            y = torch.ops.onednn.qconv2d_pointwise(frames, self.x_scale, self.x_zp, self._packed2d, self.weight_scale,
+                                                   self.w_zp, *args, "none", [], "")
+        else:
+            acc = accum.transpose(1, 2).reshape(b * t, *accum.shape[1:2], *accum.shape[3:])
+            y = torch.ops.onednn.qconv2d_pointwise.binary(
+                frames, self.x_scale, self.x_zp, self._packed2d, self.weight_scale, self.w_zp, acc, *args,
+                1.0, 0, "sum", 1.0, "none", [], "")
+        return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
+
+    def forward_rows(self, parts: list[torch.Tensor], add: torch.Tensor | None = None,
+                     accum: torch.Tensor | None = None) -> torch.Tensor:
+        """1x1x1 conv on (N, C_j) uint8 code rows that are consecutive slices of its input
+        channels (a concatenation never made): one u8 x s8 matmul per slice, summed by the
+        kernels' sum post-op. `add` (N, Cout) is added (new output), `accum` is added in place."""
+        if getattr(self, "_packed_rows", None) is None or len(self._packed_rows) != len(parts):
+            w = self.weight_int.reshape(self.weight_int.shape[0], -1)
+            edges = [0]
+            for part in parts:
+                edges.append(edges[-1] + part.shape[1])
+            self._packed_rows = [torch.ops.onednn.qlinear_prepack(w[:, a:b].contiguous(), None)
+                                 for a, b in zip(edges[:-1], edges[1:])]
+        y = accum if accum is not None else add
+        mode = "sum" if accum is not None else "add"
+        for i, (u, packed) in enumerate(zip(parts, self._packed_rows)):
+            bias = self.bias if i == 0 else None
+            if y is None:
+                y = torch.ops.onednn.qlinear_pointwise(u.contiguous(), self.x_scale, self.x_zp, packed, self.weight_scale,
+                                                       self.w_zp, bias, 1.0, 0, torch.float32, "none", [], "")
+                continue
+            y = torch.ops.onednn.qlinear_pointwise.binary(
+                u.contiguous(), self.x_scale, self.x_zp, packed, self.weight_scale, self.w_zp, y, bias, 1.0, 0,
+                torch.float32, 1.0, 0, mode if i == 0 else "sum", 1.0, "none", [], "")
+        return y
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) channels-last -> (B*T*H*W, C) view (copies only a non-channels-last x)."""
+    return x.permute(0, 2, 3, 4, 1).reshape(-1, x.shape[1])
+
+
+def _cl(rows: torch.Tensor, like: tuple[int, ...]) -> torch.Tensor:
+    """(B*T*H*W, C) rows -> (B, C, T, H, W) channels-last view."""
+    b, _, t, h, w = like
+    return rows.reshape(b, t, h, w, -1).permute(0, 4, 1, 2, 3)
+
+
+class Int8CFormer(nn.Module):
+    """A converted CFormer whose residual sums ride in the kernels (oneDNN sum/add post-ops).
+
+    `s = scb(x) + tsab(x) + x; out = ffn(s) + s`: the attention's proj kernel writes tsab(x) + x,
+    the second SCB conv (a 2-D conv over frames) adds itself into that buffer, the FFN's 1x1x1
+    conv adds itself into s. Three fp32 adds of the block fewer; same values up to the order of
+    the float sums. Falls back to the plain formula when a layer cannot fuse (per-channel steps,
+    `exact=True`, the reference kernel).
+    """
+
+    def __init__(self, cformer: nn.Module):
+        super().__init__()
+        self.scb, self.tsab, self.ffn = cformer.scb, cformer.tsab, cformer.ffn
+        convs = [self.scb[0], self.scb[2], self.ffn[0], self.ffn[2]]
+        self.fused = all(isinstance(c, Int8Conv3d) and c.fusable for c in convs) \
+            and isinstance(self.tsab, Int8TSAB) and self.tsab.planar \
+            and self.scb[0].framewise and self.scb[2].framewise and self.ffn[2].weight_int.shape[2:].numel() == 1 \
+            and all(isinstance(m, nn.LeakyReLU) for m in (self.scb[1], self.ffn[1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, g, T, H, W)
+        if not self.fused:
+            s = self.scb(x) + self.tsab(x) + x
+            return self.ffn(s) + s
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+        conv1, conv2 = self.scb[0], self.scb[2]
+        y = F.leaky_relu_(conv1.forward_frames(conv1.codes(x)), self.scb[1].negative_slope)
+        u = conv2.codes(y)
+        s = _cl(self.tsab.forward_tokens(x, add=_rows(x)), x.shape)  # tsab(x) + x, a new buffer
+        s = conv2.forward_frames(u, accum=s)  # + scb(x)
+        f1, f2 = self.ffn[0], self.ffn[2]
+        y = F.leaky_relu_(f1(s), self.ffn[1].negative_slope)
+        return _cl(f2.forward_rows([_rows(f2.codes(y))], accum=_rows(s)), s.shape)
+
+
+class Int8ResDNet(nn.Module):
+    """A converted ResDNet without its two channel concatenations: the dense and last 1x1x1 convs
+    run one kernel per concatenated part (same per-tensor input quantizer, so the codes of the
+    concatenation are the concatenation of the codes), summed by the kernels; the last one also
+    adds the block input."""
+
+    def __init__(self, resdnet: nn.Module):
+        super().__init__()
+        self.group_num = resdnet.group_num
+        self.cformer_list, self.dense_conv, self.last_conv = resdnet.cformer_list, resdnet.dense_conv, resdnet.last_conv
+        convs = [d[0] for d in self.dense_conv] + [self.last_conv]
+        self.fused = all(isinstance(c, Int8Conv3d) and c.fusable and c.weight_int.shape[2:].numel() == 1 for c in convs) \
+            and all(isinstance(d[1], nn.LeakyReLU) for d in self.dense_conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, dim, T, h, w)
+        groups = x.chunk(self.group_num, dim=1)
+        outs = [self.cformer_list[0](groups[0])]
+        if not self.fused:
+            for i in range(1, self.group_num):
+                z = self.dense_conv[i - 1](torch.cat([*outs, groups[i]], dim=1))
+                outs.append(self.cformer_list[i](z))
+            return self.last_conv(torch.cat(outs, dim=1)) + x
+        shape = outs[0].shape
+        for i in range(1, self.group_num):
+            conv, act = self.dense_conv[i - 1]
+            parts = [_rows(conv.codes(o)) for o in [*outs, groups[i]]]
+            z = F.leaky_relu_(conv.forward_rows(parts), act.negative_slope)
+            outs.append(self.cformer_list[i](_cl(z, shape)))
+        conv = self.last_conv
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+        out = conv.forward_rows([_rows(conv.codes(o)) for o in outs], add=_rows(x))
+        return _cl(out, x.shape)
+
 
 class Int8Linear(_Int8Base):
     """QLinear on integer kernels: quantize input -> u8 x s8 matmul -> fp32."""
@@ -372,6 +507,11 @@ class Int8Linear(_Int8Base):
         lead = x.shape[:-1]
         y = self.forward_codes(self.codes(x.reshape(-1, x.shape[-1])))
         return y.reshape(*lead, y.shape[-1])
+
+    def packed(self) -> torch.Tensor:
+        if self._packed is None:
+            self._packed = torch.ops.onednn.qlinear_prepack(self.weight_int, None)
+        return self._packed
 
     def forward_codes(self, u: torch.Tensor) -> torch.Tensor:  # (M, in) uint8 -> (M, out) fp32
         if self.kernel == "reference":
@@ -467,8 +607,19 @@ class Int8TSAB(nn.Module):
         self.register_buffer("lo8", (self.lo - self.zr + _MID).clamp(0, 255).to(torch.uint8).reshape(1, -1))
         self.register_buffer("hi8", (self.hi - self.zr + _MID).clamp(0, 255).to(torch.uint8).reshape(1, -1))
         self._shift_in_bias = False
+        self._planar: dict | None = None
+
+    @property
+    def planar(self) -> bool:
+        """True when the planar integer path runs (per-tensor linears on oneDNN, default rounding)."""
+        return isinstance(self.qkv, Int8Linear) and isinstance(self.proj, Int8Linear) and self.qkv.fusable \
+            and self.proj.fusable and bool(((self.hi - self.lo) == (self.hi - self.lo)[0]).all()) \
+            and float(self.hi[0] - self.lo[0]) <= 255 and not self._shift_in_bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, g, T, H, W)
+        if self.planar:
+            b, g, t, h, w = x.shape
+            return self.forward_tokens(x).reshape(b, t, h, w, g).permute(0, 4, 1, 2, 3)
         if isinstance(self.qkv, Int8Linear) and isinstance(self.proj, Int8Linear):
             return self._forward_int(x)
         b, g, t, h, w = x.shape
@@ -515,6 +666,85 @@ class Int8TSAB(nn.Module):
             u = self.proj.codes(out).permute(0, 3, 1, 2, 4).reshape(b * t * hw, self.inner)
         out = self.proj.forward_codes(u)  # (B*T*H*W, g)
         return out.reshape(b, t, h, w, g).permute(0, 4, 1, 2, 3)  # channels_last_3d view
+
+
+    def _planar_params(self) -> dict:
+        """Constants of the planar path, made once: the q/k/v steps folded into the qkv kernel's
+        weight scales and bias (it writes the uint8 codes `clamp(round((y + shift)/a + zr)) - qmin`
+        itself), the per-head softmax and output factors."""
+        qkv, proj, d = self.qkv, self.proj, self.inner // self.heads
+        a, zr, lo = self.a.double(), self.zr.double(), self.lo.double()
+        base = self.shift.double() + (0 if qkv.bias is None else qkv.bias.double())
+        heads = slice(0, self.inner, d)
+        aq, ak, av = a[heads], a[self.inner:][heads], a[2 * self.inner:][heads]
+        hv = [1, 1, 1, 1]
+        pa, pz = self.attn_act.scale.double(), self.attn_act.zero_point.double()
+        return {
+            # -lo is even (0 or -2^(b-1)), so round(v + zr - lo) = round(v + zr) - lo, ties included
+            "packed": torch.ops.onednn.qlinear_prepack(qkv.weight_int, None),
+            "w_scale": (qkv.weight_scale.double() / a).float(), "bias": (base / a + zr - lo).float(),
+            "w_zp": torch.zeros_like(qkv.w_zp), "span": int(self.hi[0] - self.lo[0]),
+            "center": (zr - lo).float().reshape(-1, 1),  # code byte - center = integer code - zr
+            "logit": (self.scale * aq * ak).float().reshape(-1, *hv[1:]),
+            "pa": pa.float().reshape(-1, *hv[1:]), "pz": pz.float().reshape(-1, *hv[1:]),
+            "out": (pa * av / proj.x_scale).float().reshape(-1, *hv[1:]),
+        }
+
+    def forward_tokens(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, g, T, H, W) -> (B*T*H*W, g) fp32 rows in frame-major token order (+ `add`, same shape).
+
+        Planar attention: the qkv kernel writes uint8 codes, which are turned into integer-valued
+        floats laid out (part, head, d, T, pixels), so every attention step is an elementwise op
+        over 16384 contiguous pixels (torch's bmm over 65536 8x4 matrices was 4x slower).
+        q.k is an exact integer; softmax, the attention quantizer and attn @ v follow the float
+        model's formulas; the proj kernel adds the residual (`add`) as a oneDNN post-op.
+        """
+        if self._planar is None:
+            self._planar = self._planar_params()
+        c = self._planar
+        b, g, t, h, w = x.shape
+        hw, heads, d = h * w, self.heads, self.inner // self.heads
+        u = self.qkv.codes(x, axis=1).permute(0, 2, 3, 4, 1).reshape(b * t * hw, g)
+        codes = torch.ops.onednn.qlinear_pointwise(
+            u, self.qkv.x_scale, self.qkv.x_zp, c["packed"], c["w_scale"], c["w_zp"], c["bias"],
+            1.0, 0, None, "none", [], "")  # (B*T*H*W, 3*inner) uint8, saturated below at 0
+        if c["span"] < 255:
+            codes.clamp_(max=c["span"])
+        cols = 3 * self.inner
+        blocks = []
+        for i in range(b):
+            part = codes[i * t * hw:(i + 1) * t * hw]
+            planar = torch.empty(cols, t * hw)
+            if cols % 4 == 0:  # transpose 4-byte words (2.5x faster than bytes), then split them
+                words = part.view(torch.int32).t().contiguous().view(torch.uint8).reshape(cols // 4, t * hw, 4)
+                torch.sub(words.permute(0, 2, 1), c["center"].reshape(cols // 4, 4, 1),
+                          out=planar.reshape(cols // 4, 4, t * hw))
+            else:
+                torch.sub(part.t().contiguous(), c["center"], out=planar)
+            qkv = planar.reshape(3, heads, d, t, hw)
+            blocks.append(self._attend_planar(qkv[0], qkv[1], qkv[2], c))
+        uo = blocks[0] if b == 1 else torch.cat(blocks)
+        if add is None:
+            return self.proj.forward_codes(uo)
+        return torch.ops.onednn.qlinear_pointwise.binary(
+            uo, self.proj.x_scale, self.proj.x_zp, self.proj.packed(), self.proj.weight_scale, self.proj.w_zp,
+            add, self.proj.bias, 1.0, 0, torch.float32, 1.0, 0, "add", 1.0, "none", [], "")
+
+    def _attend_planar(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c: dict) -> torch.Tensor:
+        """q, k, v (heads, d, T, P) integer codes - zr -> proj input codes (T*P, inner) uint8."""
+        heads, d, t, p = q.shape
+        logits = q[:, 0, :, None, :] * k[:, 0, None, :, :]  # (heads, T, S, P)
+        for i in range(1, d):
+            logits.addcmul_(q[:, i, :, None, :], k[:, i, None, :, :])
+        attn = torch.softmax(logits.mul_(c["logit"]), dim=2)
+        # attention quantizer (lsq.fake_quant_act), keeping code - zr
+        aq = self.attn_act
+        attn.div_(c["pa"]).add_(c["pz"]).clamp_(aq.qmin, aq.qmax).round_().sub_(c["pz"])
+        out = attn[:, :, 0, None, :] * v[:, None, :, 0, :]  # (heads, T, d, P)
+        for s in range(1, t):
+            out.addcmul_(attn[:, :, s, None, :], v[:, None, :, s, :])
+        uo = quantize_codes(out.mul_(c["out"]), 1.0, self.proj.x_zp, self.proj.code_max)
+        return uo.permute(1, 3, 0, 2).reshape(t * p, heads * d)
 
 
 class ActQuantizerParams:
@@ -566,6 +796,9 @@ def _replace_children(parent: nn.Module, prefix: str, kernel: str, terms: int, e
             fast = Int8TSAB(child, exact)  # takes the float quantizers first, then its linears convert
             _replace_children(fast, full + ".", kernel, terms, exact)
             setattr(parent, child_name, fast)
+        elif isinstance(child, (CFormer, ResDNet)):
+            _replace_children(child, full + ".", kernel, terms, exact)  # its layers first, then the block
+            setattr(parent, child_name, (Int8CFormer if isinstance(child, CFormer) else Int8ResDNet)(child))
         elif isinstance(child, ActQuantizer):
             if float(child.init_state) == 0:
                 raise QSCIError(f"{full}: quantizer step is not initialised")
