@@ -171,14 +171,12 @@ class Logger:
             self.tb.close()
 
 
-# --------------------------------------------------------------------------- the loop
+# --------------------------------------------------------------------------- the loop's parts
 
 
-def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
-    """Run (or continue) one training run; returns a summary (step, losses, eval)."""
-    t_start = time.time()
+def setup(cfg: TrainConfig) -> tuple[D.DistInfo, Path]:
+    """This process's device, threads, output folder (rank 0 writes config.json) and seed."""
     dist = D.setup(cfg.device)
-    main_rank = dist.main
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     if dist.device.type == "cuda":
@@ -186,12 +184,16 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     out_dir = Path(cfg.out)
-    if main_rank:
+    if dist.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.json")
     torch.manual_seed(cfg.seed + dist.rank)
+    return dist, out_dir
 
-    # model: resumed, QAT-initialised from a full-precision checkpoint, or fresh
+
+def prepare_model(cfg: TrainConfig, resume: dict | None, dist: D.DistInfo):
+    """(model, optimizer, step, samples): resumed, QAT-initialised from a full-precision
+    checkpoint, or fresh; on the device, in training mode."""
     step, samples = 0, 0
     if resume is not None:
         model = build_model(cfg, resume.get("config"))
@@ -203,7 +205,7 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
             report = init_weights(model, cfg.init_from)
             if cfg.zero_last:
                 zero_last_layer(model)
-            if main_rank:
+            if dist.main:
                 print(f"weights from {cfg.init_from}: {len(report['copied'])} tensors copied, "
                       f"{len(report['fresh'])} fresh" + (", output conv zeroed" if cfg.zero_last else ""),
                       file=sys.stderr)
@@ -215,6 +217,64 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
         if resume.get("optimizer"):
             optimizer.load_state_dict(resume["optimizer"])
         set_rng_state(resume["rng"])
+    return model, optimizer, step, samples
+
+
+def wrap_for_ddp(model: torch.nn.Module, batch, cfg: TrainConfig, optimizer, dist: D.DistInfo, autocast):
+    """The model as the loop calls it (DDP-wrapped under torchrun).
+
+    The first batch calibrates the LSQ steps (they initialise on the first forward) and finds
+    parameters without gradients, before DDP copies rank 0's state to every rank.
+    """
+    find_unused = False
+    if dist.enabled:
+        with autocast():
+            probe = compute_loss(model(batch[0]), batch[1], cfg.loss)
+        probe.backward()
+        find_unused = any(p.requires_grad and p.grad is None for p in model.parameters())
+        optimizer.zero_grad(set_to_none=True)
+    return D.wrap(model, dist, find_unused)
+
+
+def train_step(model: torch.nn.Module, optimizer, batch, cfg: TrainConfig, lr: float, autocast):
+    """One optimizer step at learning rate `lr`; returns (loss, gradient norm before clipping)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    x0, x = batch
+    with autocast():
+        out = model(x0)  # (B, T, H, W)
+    loss = compute_loss(out, x, cfg.loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    # the norm is computed either way (inf = no clipping) and logged: a cheap health signal
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
+    optimizer.step()
+    return loss, grad_norm
+
+
+def evaluate_and_log(raw: torch.nn.Module, cfg: TrainConfig, step: int, logger: Logger, summary: dict) -> None:
+    """Score the model (rank 0) and record it in log.jsonl and the summary."""
+    res = evaluate_model(raw, cfg, step)
+    if res is not None:
+        logger.log({"step": step, "eval": res})
+        summary["evals"].append((step, res))
+
+
+def save(out_dir: Path, raw: torch.nn.Module, optimizer, step: int, samples: int, cfg: TrainConfig) -> Path:
+    """The training state, atomically, to <out>/ckpt.pt (rank 0)."""
+    return save_checkpoint(out_dir / "ckpt.pt", model=raw, model_config=raw.config.to_dict(),
+                           optimizer=optimizer, step=step, samples=samples, train_config=cfg.to_dict())
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
+    """Run (or continue) one training run; returns a summary (step, losses, eval)."""
+    t_start = time.time()
+    dist, out_dir = setup(cfg)
+    main_rank = dist.main
+    model, optimizer, step, samples = prepare_model(cfg, resume, dist)
 
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and dist.device.type == "cuda")
     autocast = (lambda: torch.autocast(dist.device.type, dtype=torch.bfloat16)) if use_amp else nullcontext
@@ -226,18 +286,9 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
         x0, x = next(batches)  # (B, 1, T, H, W), (B, T, H, W)
         return x0.to(dist.device, non_blocking=True), x.to(dist.device, non_blocking=True)
 
-    # First batch: calibrates LSQ steps (they initialise on the first forward) and finds
-    # parameters without gradients, before DDP copies rank 0's state to every rank.
     batch = next_batch()
-    find_unused = False
-    if dist.enabled:
-        with autocast():
-            probe = compute_loss(model(batch[0]), batch[1], cfg.loss)
-        probe.backward()
-        find_unused = any(p.requires_grad and p.grad is None for p in model.parameters())
-        optimizer.zero_grad(set_to_none=True)
     raw = model
-    model = D.wrap(model, dist, find_unused)
+    model = wrap_for_ddp(model, batch, cfg, optimizer, dist, autocast)
 
     logger = Logger(out_dir, main_rank, cfg.tensorboard, append=resume is not None)
     stopper = StopSignal()
@@ -255,17 +306,7 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
     stop_reason = "max_steps"
     while cfg.max_steps <= 0 or step < cfg.max_steps:
         lr = get_lr(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x0, x = batch
-        with autocast():
-            out = model(x0)  # (B, T, H, W)
-        loss = compute_loss(out, x, cfg.loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # the norm is computed either way (inf = no clipping) and logged: a cheap health signal
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
-        optimizer.step()
+        loss, grad_norm = train_step(model, optimizer, batch, cfg, lr, autocast)
         step += 1
         samples += cfg.batch * dist.world
         steps_since_log += 1
@@ -299,10 +340,7 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
         if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.max_steps:
             if main_rank:
                 t_eval = time.time()
-                res = evaluate_model(raw, cfg, step)
-                if res is not None:
-                    logger.log({"step": step, "eval": res})
-                    summary["evals"].append((step, res))
+                evaluate_and_log(raw, cfg, step, logger, summary)
                 # keep enough of the budget for the final save and evaluation
                 eval_reserve_s = max(eval_reserve_s, 1.5 * (time.time() - t_eval) + 10.0)
             D.barrier(dist)
@@ -315,21 +353,16 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
             stop_reason = "stop_step"
             break
         if main_rank and time.time() - last_save >= cfg.save_every_minutes * 60.0:
-            save_checkpoint(out_dir / "ckpt.pt", model=raw, model_config=raw.config.to_dict(),
-                            optimizer=optimizer, step=step, samples=samples, train_config=cfg.to_dict())
+            save(out_dir, raw, optimizer, step, samples, cfg)
             last_save = time.time()
     bar.close()
     stopper.restore()
 
     if main_rank:
-        save_checkpoint(out_dir / "ckpt.pt", model=raw, model_config=raw.config.to_dict(),
-                        optimizer=optimizer, step=step, samples=samples, train_config=cfg.to_dict())
+        save(out_dir, raw, optimizer, step, samples, cfg)
         print(f"stopped at step {step} ({stop_reason}); saved {out_dir / 'ckpt.pt'}", file=sys.stderr)
         if cfg.final_eval and stop_reason in ("max_steps", "time budget"):
-            res = evaluate_model(raw, cfg, step)
-            if res is not None:
-                logger.log({"step": step, "eval": res})
-                summary["evals"].append((step, res))
+            evaluate_and_log(raw, cfg, step, logger, summary)
     D.barrier(dist)
     logger.close()
     summary.update(step=step, samples=samples, stop_reason=stop_reason,
