@@ -1,4 +1,4 @@
-"""Quantization: LSQ/LSQ+ fake quantizers, quantized layers, complexity counting."""
+"""Quantizer primitives: LSQ/LSQ+ fake quantizers and quantized layers (execution and counting: qsci.deploy)."""
 
 from qsci.quant.lsq import ActQuantizer, QConv3d, QLinear, WeightQuantizer
 
