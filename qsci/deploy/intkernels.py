@@ -426,12 +426,12 @@ def _cl(rows: torch.Tensor, like: tuple[int, ...]) -> torch.Tensor:
 
 
 class Int8CFormer(nn.Module):
-    """A converted CFormer whose residual sums ride in the kernels (oneDNN sum/add post-ops).
+    """A converted CFormer whose residual sums ride in the kernels (oneDNN add/sum post-ops).
 
     `s = scb(x) + tsab(x) + x; out = ffn(s) + s`: the attention's proj kernel writes tsab(x) + x,
-    the second SCB conv (a 2-D conv over frames) adds itself into that buffer, the FFN's 1x1x1
-    conv adds itself into s. Three fp32 adds of the block fewer; same values up to the order of
-    the float sums. Falls back to the plain formula when a layer cannot fuse (per-channel steps,
+    the SCB convs run as 2-D convs over frames and the second is added in place, the FFN's
+    1x1x1 conv adds itself into s. Two fp32 adds fewer and no new buffer for the third; same
+    values up to the order of the float sums. Falls back to the plain formula when a layer cannot fuse (per-channel steps,
     `exact=True`, the reference kernel).
     """
 
@@ -453,7 +453,7 @@ class Int8CFormer(nn.Module):
         y = F.leaky_relu_(conv1.forward_frames(conv1.codes(x)), self.scb[1].negative_slope)
         u = conv2.codes(y)
         s = _cl(self.tsab.forward_tokens(x, add=_rows(x)), x.shape)  # tsab(x) + x, a new buffer
-        s = conv2.forward_frames(u, accum=s)  # + scb(x)
+        s.add_(conv2.forward_frames(u))  # + scb(x); in place (conv2d's sum post-op copies the accumulator)
         f1, f2 = self.ffn[0], self.ffn[2]
         y = F.leaky_relu_(f1(s), self.ffn[1].negative_slope)
         return _cl(f2.forward_rows([_rows(f2.codes(y))], accum=_rows(s)), s.shape)
@@ -688,6 +688,10 @@ class Int8TSAB(nn.Module):
             "logit": (self.scale * aq * ak).float().reshape(-1, *hv[1:]),
             "pa": pa.float().reshape(-1, *hv[1:]), "pz": pz.float().reshape(-1, *hv[1:]),
             "out": (pa * av / proj.x_scale).float().reshape(-1, *hv[1:]),
+            # largest |code - zr| of q, k, v and of the attention codes: int16 arithmetic when exact
+            "qkv_max": [float(torch.maximum((self.hi - self.zr)[part], (self.zr - self.lo)[part]).abs().max())
+                        for part in (slice(0, self.inner), slice(self.inner, 2 * self.inner), slice(2 * self.inner, None))],
+            "attn_max": float(torch.maximum((self.attn_act.qmax - pz).abs(), (self.attn_act.qmin - pz).abs()).max()),
         }
 
     def forward_tokens(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
@@ -711,16 +715,21 @@ class Int8TSAB(nn.Module):
         if c["span"] < 255:
             codes.clamp_(max=c["span"])
         cols = 3 * self.inner
+        mq, mk, mv = c["qkv_max"]
+        # q.k and attn @ v are sums of integer products: int16 halves the bytes where no sum can overflow
+        small = max(d * mq * mk, t * c["attn_max"] * mv) < 2**15
+        dtype = torch.int16 if small else torch.float32
+        center = c["center"].to(dtype)
         blocks = []
         for i in range(b):
             part = codes[i * t * hw:(i + 1) * t * hw]
-            planar = torch.empty(cols, t * hw)
+            planar = torch.empty(cols, t * hw, dtype=dtype)
             if cols % 4 == 0:  # transpose 4-byte words (2.5x faster than bytes), then split them
                 words = part.view(torch.int32).t().contiguous().view(torch.uint8).reshape(cols // 4, t * hw, 4)
-                torch.sub(words.permute(0, 2, 1), c["center"].reshape(cols // 4, 4, 1),
+                torch.sub(words.permute(0, 2, 1), center.reshape(cols // 4, 4, 1),
                           out=planar.reshape(cols // 4, 4, t * hw))
             else:
-                torch.sub(part.t().contiguous(), c["center"], out=planar)
+                torch.sub(part.t().contiguous(), center, out=planar)
             qkv = planar.reshape(3, heads, d, t, hw)
             blocks.append(self._attend_planar(qkv[0], qkv[1], qkv[2], c))
         uo = blocks[0] if b == 1 else torch.cat(blocks)
@@ -736,14 +745,15 @@ class Int8TSAB(nn.Module):
         logits = q[:, 0, :, None, :] * k[:, 0, None, :, :]  # (heads, T, S, P)
         for i in range(1, d):
             logits.addcmul_(q[:, i, :, None, :], k[:, i, None, :, :])
-        attn = torch.softmax(logits.mul_(c["logit"]), dim=2)
+        attn = torch.softmax(torch.mul(logits, c["logit"]), dim=2)
         # attention quantizer (lsq.fake_quant_act), keeping code - zr
         aq = self.attn_act
         attn.div_(c["pa"]).add_(c["pz"]).clamp_(aq.qmin, aq.qmax).round_().sub_(c["pz"])
+        attn = attn.to(v.dtype)
         out = attn[:, :, 0, None, :] * v[:, None, :, 0, :]  # (heads, T, d, P)
         for s in range(1, t):
             out.addcmul_(attn[:, :, s, None, :], v[:, None, :, s, :])
-        uo = quantize_codes(out.mul_(c["out"]), 1.0, self.proj.x_zp, self.proj.code_max)
+        uo = quantize_codes(torch.mul(out, c["out"]), 1.0, self.proj.x_zp, self.proj.code_max)
         return uo.permute(1, 3, 0, 2).reshape(t * p, heads * d)
 
 
