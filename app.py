@@ -177,6 +177,11 @@ def app_css() -> str:
 
 
 def main() -> None:
+    from qsci.runners import tune_allocator
+
+    # before Gradio starts its worker threads, so that they share the tuned main heap: the app
+    # then times what `qsci bench` times (scripts/app_vs_bench.py)
+    tune_allocator()
     demo = build_demo()
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

@@ -17,7 +17,6 @@ cost 5-10x on some layers, see docs/int8.md) and denormals are flushed to zero.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import resource
 import statistics
@@ -31,20 +30,10 @@ import torch.nn as nn
 
 from qsci.deploy.complexity import parse_size  # noqa: F401  (re-exported: bench sizes parse like complexity sizes)
 from qsci.errors import QSCIError
+from qsci.runners import GapTVRunner, NetworkRunner, tune_allocator
 
 BACKENDS = ("fp32", "bf16", "int8", "fakequant")
 DEFAULT_SIZE = (8, 256, 256)  # (T, H, W)
-
-
-def tune_allocator() -> bool:
-    """Keep freed heap memory for reuse (glibc mallopt); True if applied."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8
-        return all(libc.mallopt(opt, val) == 1
-                   for opt, val in ((m_mmap_max, 0), (m_trim_threshold, 2**30), (m_arena_max, 1)))
-    except (OSError, AttributeError):  # not glibc
-        return False
 
 
 def peak_rss_mb() -> float:
@@ -90,7 +79,6 @@ def make_runner(name: str, backend: str, size: tuple[int, int, int]):
     model (`load_for_bench`). Either way the backend set-up (int8 conversion, channels-last,
     bf16 autocast) is the runner's own, so bench and app time the same code.
     """
-    from qsci.runners import GapTVRunner, NetworkRunner
 
     if name == "gap-tv":
         return GapTVRunner(), "none"
@@ -196,13 +184,9 @@ def benchmark(name: str, backend: str = "fp32", threads: int = 2, size: tuple[in
         raise QSCIError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if repeats < 1 or threads < 1:
         raise QSCIError("repeats and threads must be at least 1")
-    tuned = tune_allocator()
+    tuned = tune_allocator()  # the runner applies it too; here only to report whether it took
     torch.set_num_threads(threads)
-    torch.set_flush_denormal(True)
-    try:
-        times, used, weights = _run(name, backend, size, repeats, warmup, channels_last)
-    finally:
-        torch.set_flush_denormal(False)  # torch's default; other code in this process expects it
+    times, used, weights = _run(name, backend, size, repeats, warmup, channels_last)
     return {"model": name, "backend": used, "median_s": statistics.median(times),
             "times_s": [round(t, 4) for t in times], "peak_rss_mb": round(peak_rss_mb(), 1),
             "weights": weights, "threads": threads, "size": list(size), "allocator_tuned": tuned,

@@ -62,7 +62,7 @@ FUNCTION_LEVEL_ALLOWED = {
     ("qsci.plots", "qsci.models"), ("qsci.plots", "qsci.deploy.complexity"),
     # bench re-implements the runner loop with its own backend policy (issue 12 finding 4); torch and
     # the networks load only when a benchmark runs.
-    ("qsci.bench", "qsci.physics"), ("qsci.bench", "qsci.quant"), ("qsci.bench", "qsci.runners"),
+    ("qsci.bench", "qsci.physics"), ("qsci.bench", "qsci.quant"),
     ("qsci.bench", "qsci.zoo"), ("qsci.bench", "qsci.deploy.intkernels"), ("qsci.bench", "qsci.models"),
     ("qsci.bench", "qsci.metrics"), ("qsci.bench", "qsci.scenes"),
 }

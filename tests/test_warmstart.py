@@ -196,3 +196,14 @@ def test_progress_moves_within_each_measurement(one_torch_thread, monkeypatch):
     assert len(seen) == 1 + 4 * n_blocks + 1
     assert seen[-2][1] == f"warm4: measurement 1/1, network block {4 * n_blocks}/{4 * n_blocks}"
     assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+
+
+def test_int8_runner_warms_its_kernels_at_load_not_in_the_first_timed_call(one_torch_thread, monkeypatch):
+    """First-use kernel packing made the app's first measurement twice `qsci bench`'s median."""
+    calls = []
+    monkeypatch.setattr(NetworkRunner, "forward", lambda self, x0: calls.append(tuple(x0.shape)))
+    NetworkRunner("w", create_model("qsci-t-gap-4bit", **TINY), backend="int8")
+    assert calls == [(1, 1, 8, 64, 64)]
+    calls.clear()
+    NetworkRunner("w", create_model("qsci-t-gap-fp32", **TINY), backend="fp32")
+    assert calls == []  # float kernels have no first-use packing worth a pass
