@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from qsci.bench import calibrate, int8_agreement
-from qsci.deploy.intkernels import (FusedFakeQuant, Int8Conv3d, Int8Linear, convert_to_int8, int8_layers,
-                                    onednn_available, quantize_codes)
+from qsci.deploy.intkernels import (FusedFakeQuant, Int8CFormer, Int8Conv3d, Int8Linear, Int8QSCINet,
+                                    Int8ResDNet, Int8TSAB, _shuffle_codes, _unshuffle_rows, convert_to_int8,
+                                    int8_layers, onednn_available, quantize_codes)
+from qsci.models.blocks import pixel_shuffle_frames, pixel_unshuffle_frames
 from qsci.errors import QSCIError
 from qsci.models import create_model
 from qsci.quant import ActQuantizer, QConv3d, QLinear
@@ -132,3 +134,75 @@ def test_batch_of_two_and_zero_copy_codes():
         expect = torch.quantize_per_tensor(x, 0.05, 3, torch.quint8).int_repr()
     assert codes.dtype == torch.uint8 and not codes.is_quantized and torch.equal(codes, expect)
     assert codes.stride() == x.stride()
+
+
+needs_onednn = pytest.mark.skipif(not onednn_available(), reason="fused int8 graph needs the oneDNN ops")
+
+
+@needs_onednn
+@pytest.mark.parametrize("bits", [4, 8])
+def test_fused_graph_is_used_and_matches_unfused_and_fake_quant(bits):
+    """The default conversion runs the fused graph (planar attention, sums in the kernels, codes
+    through the (un)shuffles); it agrees with the per-layer path and with fake-quant."""
+    model = _tiny(f"qsci-t-{bits}bit", seed=11 + bits)
+    fused, plain = convert_to_int8(model), convert_to_int8(model, fuse=False)
+    blocks = [m for m in fused.modules() if isinstance(m, (Int8CFormer, Int8ResDNet))]
+    assert blocks and all(m.fused for m in blocks)
+    assert all(m.planar for m in fused.modules() if isinstance(m, Int8TSAB))
+    assert not any(m.fused for m in plain.modules() if isinstance(m, (Int8CFormer, Int8ResDNet)))
+    assert not any(m.planar for m in plain.modules() if isinstance(m, Int8TSAB))
+    assert isinstance(fused, Int8QSCINet) == (bits < 8) and not isinstance(plain, Int8QSCINet)
+    assert len(int8_layers(fused)) == len(int8_layers(plain))
+    x0 = torch.rand(2, 1, 8, 16, 24)
+    with torch.inference_mode():
+        ref, a, b = model(x0), fused(x0), plain(x0)
+    assert a.shape == ref.shape == (2, 8, 16, 24)
+    assert _psnr_between(ref, a) > 60 and _psnr_between(b, a) > 60
+    assert float((a - ref).abs().gt(1e-4 * ref.abs().max()).float().mean()) < 0.01
+    with pytest.raises(QSCIError, match="must be even"):  # the float model's input checks still apply
+        fused(torch.rand(1, 1, 8, 15, 16))
+
+
+@needs_onednn
+def test_exact_conversion_does_not_fuse():
+    m8 = convert_to_int8(_tiny("qsci-t-4bit"), exact=True)
+    assert not isinstance(m8, Int8QSCINet)
+    assert not any(m.fused for m in m8.modules() if isinstance(m, (Int8CFormer, Int8ResDNet)))
+
+
+def test_code_shuffles_equal_pixel_shuffles():
+    torch.manual_seed(0)
+    u = torch.randint(0, 256, (2, 3, 4, 6, 10), dtype=torch.uint8).contiguous(memory_format=torch.channels_last_3d)
+    rows = _unshuffle_rows(u)
+    expect = pixel_unshuffle_frames(u, 2)  # (2, 12, 4, 3, 5)
+    assert rows.shape == (2 * 4 * 3 * 5, 12)
+    assert torch.equal(rows, expect.permute(0, 2, 3, 4, 1).reshape(-1, 12))
+    back = _shuffle_codes(rows, expect.shape)
+    assert back.shape == u.shape and torch.equal(back, pixel_shuffle_frames(expect, 2)) and torch.equal(back, u)
+
+
+@needs_onednn
+def test_split_rows_and_frame_convs_equal_the_plain_layer():
+    """A 1x1x1 conv run per concatenated part (summed by the kernels) and a (1,3,3) conv run as a
+    2-D conv over frames give the wrapper's own output; add / accum add the residual."""
+    torch.manual_seed(1)
+    one = QConv3d(12, 8, 1, bits=4, per_channel_act=False)
+    spatial = QConv3d(8, 8, (1, 3, 3), padding=(0, 1, 1), bits=4, per_channel_act=False)
+    parts = [torch.randn(1, 4, 3, 5, 6), torch.randn(1, 8, 3, 5, 6)]
+    with torch.no_grad():
+        one(torch.cat(parts, dim=1))
+        spatial(torch.randn(1, 8, 3, 5, 6))
+    c1, c2 = Int8Conv3d(one), Int8Conv3d(spatial)
+    x = torch.cat(parts, dim=1).contiguous(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        whole = c1(x).permute(0, 2, 3, 4, 1).reshape(-1, 8)
+        rows = [c1.codes(p).permute(0, 2, 3, 4, 1).reshape(-1, p.shape[1]) for p in parts]
+        res = torch.randn(whole.shape)
+        assert torch.allclose(c1.forward_rows(rows), whole, atol=1e-5)
+        assert torch.allclose(c1.forward_rows(rows, add=res), whole + res, atol=1e-5)
+        acc = res.clone()
+        out = c1.forward_rows(rows, accum=acc)
+        assert torch.allclose(out, whole + res, atol=1e-5)
+        y = torch.randn(1, 8, 3, 5, 6).contiguous(memory_format=torch.channels_last_3d)
+        assert c2.framewise and not c1.padding[0]
+        assert torch.allclose(c2.forward_frames(c2.codes(y)), c2(y), atol=1e-5)

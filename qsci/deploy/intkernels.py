@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from qsci.errors import QSCIError
 from qsci.models.blocks import TSAB, CFormer, ResDNet
+from qsci.models.qsci_net import QSCINet
 from qsci.quant.lsq import ActQuantizer, QConv3d, QLinear
 
 _QUIET = {"done": False}
@@ -388,6 +389,32 @@ class Int8Conv3d(_Int8Base):
                 1.0, 0, "sum", 1.0, "none", [], "")
         return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
 
+    def forward_codes(self, u: torch.Tensor) -> torch.Tensor:
+        """uint8 codes (B, Cin, T, H, W) -> fp32 output, channels-last (a fusable layer)."""
+        if self._packed is None:
+            self._packed = torch.ops.onednn.qconv_prepack(
+                self.weight_int, self.weight_scale, self.x_scale, self.x_zp, self.stride,
+                self.padding, self.dilation, self.groups, None)
+        return torch.ops.onednn.qconv3d_pointwise(
+            u.contiguous(memory_format=torch.channels_last_3d), self.x_scale, self.x_zp, self._packed,
+            self.weight_scale, self.w_zp, self.bias, self.stride, self.padding, self.dilation, self.groups,
+            1.0, 0, torch.float32, "none", [], "")
+
+    def forward_rows_codes(self, u: torch.Tensor, nxt: "_Int8Base") -> torch.Tensor:
+        """1x1x1 conv on (N, Cin) code rows whose output feeds only `nxt`'s quantizer: the kernel
+        writes `nxt`'s uint8 codes (output scale and zero point), no fp32 output at all."""
+        out = self.forward_rows_prepacked()
+        codes = torch.ops.onednn.qlinear_pointwise(
+            u.contiguous(), self.x_scale, self.x_zp, out, self.weight_scale, self.w_zp, self.bias,
+            nxt.x_scale, nxt.x_zp, None, "none", [], "")
+        return codes.clamp_(max=nxt.code_max) if nxt.code_max < 255 else codes
+
+    def forward_rows_prepacked(self) -> torch.Tensor:
+        if getattr(self, "_packed_linear", None) is None:
+            self._packed_linear = torch.ops.onednn.qlinear_prepack(
+                self.weight_int.reshape(self.weight_int.shape[0], -1), None)
+        return self._packed_linear
+
     def forward_rows(self, parts: list[torch.Tensor], add: torch.Tensor | None = None,
                      accum: torch.Tensor | None = None) -> torch.Tensor:
         """1x1x1 conv on (N, C_j) uint8 code rows that are consecutive slices of its input
@@ -491,6 +518,74 @@ class Int8ResDNet(nn.Module):
         x = x.contiguous(memory_format=torch.channels_last_3d)
         out = conv.forward_rows([_rows(conv.codes(o)) for o in outs], add=_rows(x))
         return _cl(out, x.shape)
+
+
+def _unshuffle_rows(u: torch.Tensor) -> torch.Tensor:
+    """pixel_unshuffle_frames(u, 2) of channels-last uint8 codes, as (B*T*H/2*W/2, 4C) rows: ONE
+    byte copy (the float model unshuffles fp32, 4x the bytes, then quantizes)."""
+    b, c, t, h, w = u.shape
+    rows = u.permute(0, 2, 3, 4, 1).reshape(b, t, h // 2, 2, w // 2, 2, c)
+    return rows.permute(0, 1, 2, 4, 6, 3, 5).reshape(-1, 4 * c)
+
+
+def _shuffle_codes(rows: torch.Tensor, like: tuple[int, ...]) -> torch.Tensor:
+    """pixel_shuffle_frames(., 2) of (B*T*h*w, 4C) uint8 code rows -> (B, C, T, 2h, 2w) channels-last."""
+    b, _, t, h, w = like
+    c = rows.shape[1] // 4
+    full = rows.reshape(b, t, h, w, c, 2, 2).permute(0, 1, 2, 5, 3, 6, 4).reshape(b, t, 2 * h, 2 * w, c)
+    return full.permute(0, 4, 1, 2, 3)
+
+
+class Int8QSCINet(QSCINet):
+    """A converted QSCINet (b < 8 bits, 8-bit side branches) with its full-resolution stages on codes.
+
+    Same graph and values as QSCINet up to float rounding; what changes is where the bytes go:
+    pixel (un)shuffles move uint8 codes instead of fp32 (4x fewer bytes); up_conv writes the two
+    decoder quantizers' codes itself (oneDNN output scale and zero point), the decoder's last 1x1x1
+    branch adds itself into the last conv's output, and the branch sums are in place.
+    `convert_to_int8` sets this class on its own converted copy when every layer can fuse.
+    """
+
+    @staticmethod
+    def fusable(model: nn.Module) -> bool:
+        convs = [model.fem_conv1_1[0], model.fem_conv1_2[0], model.fem_conv2_1[0], model.fem_conv2_2[0],
+                 model.fem_conv3_1[0], model.fem_conv3_2[0], model.up_conv, model.vrm_conv1_1[0],
+                 model.vrm_conv1_2[0], model.vrm_conv2_1[0], model.vrm_conv2_2[0], model.vrm_conv3_1,
+                 model.vrm_conv3_2]
+        ones = (model.fem_conv3_2[0], model.up_conv, model.vrm_conv1_2[0], model.vrm_conv3_2)
+        return all(isinstance(c, Int8Conv3d) and c.fusable for c in convs) \
+            and all(c.weight_int.shape[2:].numel() == 1 for c in ones)
+
+    def _branch(self, seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu_(seq[0](x), seq[1].negative_slope)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, H, W) -> (B, 4C, T, H/2, W/2)
+        x1 = self._branch(self.fem_conv1_1, x).add_(self._branch(self.fem_conv1_2, x))
+        x2 = self._branch(self.fem_conv2_1, x1).add_(self._branch(self.fem_conv2_2, x1))
+        out = self._branch(self.fem_conv3_1, x2)
+        conv, act = self.fem_conv3_2
+        side = F.leaky_relu_(conv.forward_rows([_unshuffle_rows(conv.codes(x2))]), act.negative_slope)
+        return out.add_(_cl(side, out.shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5 or x.shape[1] != 1 or x.shape[-1] % 2 or x.shape[-2] % 2:
+            return super().forward(x)  # the float model's input checks say what is wrong
+        out = self.encode(x)
+        for block in self.resdnet_list:
+            out = block(out)
+        up = _rows(self.up_conv.codes(out))
+        v11, v12 = self.vrm_conv1_1[0], self.vrm_conv1_2[0]
+        full = (out.shape[0], 1, out.shape[2], 2 * out.shape[3], 2 * out.shape[4])
+        u11 = _shuffle_codes(self.up_conv.forward_rows_codes(up, v11), out.shape)
+        u12 = _shuffle_codes(self.up_conv.forward_rows_codes(up, v12), out.shape)
+        x1 = F.leaky_relu_(v11.forward_codes(u11), self.vrm_conv1_1[1].negative_slope)
+        side = F.leaky_relu_(v12.forward_rows([_rows(u12)]), self.vrm_conv1_2[1].negative_slope)
+        x1.add_(_cl(side, full))
+        x2 = self._branch(self.vrm_conv2_1, x1).add_(self._branch(self.vrm_conv2_2, x1))
+        y = self.vrm_conv3_1(x2)
+        last = self.vrm_conv3_2
+        y = _cl(last.forward_rows([_rows(last.codes(x2))], accum=_rows(y)), full).squeeze(1)  # (B, T, H, W)
+        return x.squeeze(1) + y if self.config.residual else y
 
 
 class Int8Linear(_Int8Base):
@@ -608,11 +703,12 @@ class Int8TSAB(nn.Module):
         self.register_buffer("hi8", (self.hi - self.zr + _MID).clamp(0, 255).to(torch.uint8).reshape(1, -1))
         self._shift_in_bias = False
         self._planar: dict | None = None
+        self.fuse = True  # convert_to_int8(fuse=False) keeps the earlier token-major path
 
     @property
     def planar(self) -> bool:
         """True when the planar integer path runs (per-tensor linears on oneDNN, default rounding)."""
-        return isinstance(self.qkv, Int8Linear) and isinstance(self.proj, Int8Linear) and self.qkv.fusable \
+        return self.fuse and isinstance(self.qkv, Int8Linear) and isinstance(self.proj, Int8Linear) and self.qkv.fusable \
             and self.proj.fusable and bool(((self.hi - self.lo) == (self.hi - self.lo)[0]).all()) \
             and float(self.hi[0] - self.lo[0]) <= 255 and not self._shift_in_bias
 
@@ -750,11 +846,16 @@ class Int8TSAB(nn.Module):
         aq = self.attn_act
         attn.div_(c["pa"]).add_(c["pz"]).clamp_(aq.qmin, aq.qmax).round_().sub_(c["pz"])
         attn = attn.to(v.dtype)
-        out = attn[:, :, 0, None, :] * v[:, None, :, 0, :]  # (heads, T, d, P)
+        frames = torch.empty(t, heads, d, p, dtype=v.dtype)  # written as (heads, T, d, P) ...
+        out = frames.permute(1, 0, 2, 3)
+        torch.mul(attn[:, :, 0, None, :], v[:, None, :, 0, :], out=out)
         for s in range(1, t):
             out.addcmul_(attn[:, :, s, None, :], v[:, None, :, s, :])
-        uo = quantize_codes(torch.mul(out, c["out"]), 1.0, self.proj.x_zp, self.proj.code_max)
-        return uo.permute(1, 3, 0, 2).reshape(t * p, heads * d)
+        factor = c["out"].reshape(1, heads, 1, 1)
+        scaled = frames.mul_(factor) if frames.is_floating_point() else torch.mul(frames, factor)
+        uo = quantize_codes(scaled, 1.0, self.proj.x_zp, self.proj.code_max)
+        # ... so that token order is one (inner, P) -> (P, inner) transpose per frame
+        return uo.reshape(t, heads * d, p).transpose(1, 2).reshape(t * p, heads * d)
 
 
 class ActQuantizerParams:
@@ -770,7 +871,7 @@ class ActQuantizerParams:
 
 
 def convert_to_int8(model: nn.Module, kernel: str = "auto", inplace: bool = False, terms: int = 3,
-                    exact: bool = False) -> nn.Module:
+                    exact: bool = False, fuse: bool = True) -> nn.Module:
     """Integer-kernel copy of a calibrated QAT model, in eval mode.
 
     Every QConv3d / QLinear becomes Int8Conv3d / Int8Linear, every other ActQuantizer a
@@ -784,12 +885,25 @@ def convert_to_int8(model: nn.Module, kernel: str = "auto", inplace: bool = Fals
     + zr, round); `exact=False` uses torch's one-pass quantize (x * (1/a)), faster, but codes
     at float-rounding distance from a boundary can differ and low-bit networks amplify that
     (docs/int8.md: the reconstruction PSNR stays within 0.1 dB, the outputs differ visibly).
+    `fuse=True` (default; only where every layer involved is per-tensor on oneDNN with `exact=False`)
+    runs the fused graph: planar integer attention (`Int8TSAB.forward_tokens`), residual sums and
+    concatenations in the kernels (`Int8CFormer`, `Int8ResDNet`), the full-resolution stages on
+    uint8 codes (`Int8QSCINet`). `fuse=False` keeps one wrapper per layer (the earlier path, for
+    comparisons). Both compute the fake-quant model's values up to float rounding.
     """
     if isinstance(model, (QConv3d, QLinear)):
         raise QSCIError("convert_to_int8 needs a model that contains quantized layers, not a layer")
     if not inplace:
         model = copy.deepcopy(model)
     _replace_children(model.eval(), "", kernel, terms, exact)
+    if not fuse:
+        for m in model.modules():
+            if isinstance(m, (Int8CFormer, Int8ResDNet)):
+                m.fused = False
+            elif isinstance(m, Int8TSAB):
+                m.fuse = False
+    elif type(model) is QSCINet and Int8QSCINet.fusable(model):
+        model.__class__ = Int8QSCINet  # same modules and state; the stages on codes (its docstring)
     if not int8_layers(model):
         raise QSCIError("model has no QConv3d / QLinear layers: int8 needs a quantized (Q-SCI) model")
     return model
