@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from qsci.data import EVAL_SCENES
 from qsci.deploy.complexity import parse_size  # noqa: F401  (re-exported: bench sizes parse like complexity sizes)
 from qsci.errors import QSCIError
 from qsci.runners import GapTVRunner, NetworkRunner, tune_allocator
@@ -208,7 +209,7 @@ def _run(name: str, backend: str, size: tuple[int, int, int], repeats: int, warm
     return time_runs(fn, repeats, warmup), runner_label(runner), weights
 
 
-def int8_agreement(model: nn.Module, scenes: Iterable = ("drop8", "runner8", "traffic"),
+def int8_agreement(model: nn.Module, scenes: Iterable = EVAL_SCENES,
                    max_diff_db: float = 0.1) -> dict:
     """Mean PSNR (vs ground truth) of a fake-quant model and of its int8 conversion on scenes.
 

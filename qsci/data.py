@@ -123,7 +123,12 @@ _ENTRIES = [
           "f7ab34d6d5a98b7ac0fcce5c85d613abb2daa8d2", "EfficientSCI-B full precision (authors)"),
 ]
 REGISTRY: dict[str, DataFile] = {e.name: e for e in _ENTRIES}
-SCENES = ("kobe", "traffic", "runner8", "drop8", "crash32", "aerial32")
+# The six benchmark scenes, in the paper's order (qsci.published keeps its per-scene numbers so).
+BENCHMARK_SCENES = ("kobe", "traffic", "runner8", "drop8", "crash32", "aerial32")
+# The benchmark protocol's scenes: the three that the public data folder holds.
+EVAL_SCENES = ("drop8", "runner8", "traffic")
+EVAL_MASK = "quantized_sci_mask"  # the Q-SCI evaluation mask
+MASK_ALIASES = {"quantized_sci": EVAL_MASK}
 _SCENE_ALIASES = {"runner": "runner8", "drop": "drop8", "crash": "crash32", "aerial": "aerial32"}
 
 
@@ -330,8 +335,8 @@ def fetch(name: str, progress: Progress | None = None) -> Path:
 def scene_name(scene: str) -> str:
     key = str(scene).strip().lower()
     key = _SCENE_ALIASES.get(key, key)
-    if key not in SCENES:
-        raise QSCIError(f"unknown benchmark scene '{scene}' (use one of {', '.join(SCENES)})")
+    if key not in BENCHMARK_SCENES:
+        raise QSCIError(f"unknown benchmark scene '{scene}' (use one of {', '.join(BENCHMARK_SCENES)})")
     return key
 
 
@@ -339,8 +344,7 @@ def load_benchmark(scene: str, mask: str = "own") -> tuple[np.ndarray, np.ndarra
     """(orig (F, H, W) float32 in [0, 1], mask (8, H, W) float32) of one benchmark scene.
 
     By default the mask is the one stored in the scene file (no extra file needed). The Q-SCI
-    protocol re-simulates with the evaluation mask: pass `mask="quantized_sci_mask"` (or call
-    `load_mask("quantized_sci_mask")`).
+    protocol re-simulates with the evaluation mask: pass `mask=EVAL_MASK` (or call `load_mask(EVAL_MASK)`).
     """
     from qsci.io import read_mask, read_scene
 
@@ -352,10 +356,19 @@ def load_benchmark(scene: str, mask: str = "own") -> tuple[np.ndarray, np.ndarra
     return orig, phi
 
 
+def mask_name(spec: str | os.PathLike) -> str | os.PathLike:
+    """The registry name behind a mask alias (`quantized_sci`); any other name or path unchanged.
+
+    The one place the alias is resolved, so the CLI, evaluation, the app and training agree on it.
+    """
+    return MASK_ALIASES.get(spec, spec) if isinstance(spec, str) else spec
+
+
 def load_mask(name_or_path: str | os.PathLike, cr: int | None = None) -> np.ndarray:
-    """(T, H, W) float32 mask from a registry name (mask or scene) or a file; `cr` keeps the first planes."""
+    """(T, H, W) float32 mask from a registry name or alias (mask or scene) or a file; `cr` keeps the first planes."""
     from qsci.io import read_mask
 
+    name_or_path = mask_name(name_or_path)
     if isinstance(name_or_path, str) and name_or_path in REGISTRY:
         entry = get(name_or_path)
         if entry.kind not in ("mask", "scene"):

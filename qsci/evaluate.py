@@ -14,11 +14,11 @@ from typing import Callable
 
 import numpy as np
 
+from qsci.data import BENCHMARK_SCENES, EVAL_SCENES
 from qsci.engine import Method, as_runner, reconstruct
-from qsci.scenes import BENCHMARK_SCENES, simulate_scene
+from qsci.scenes import simulate_scene
 from qsci.synthetic import EMBEDDED_SCENES, make_embedded_scene
 
-DEFAULT_SCENES = ("drop8", "runner8", "traffic")
 # Held-out scenes for choosing between training stages, so that the benchmark scenes stay a
 # test set: the deterministic embedded clips (16 frames, 256x256), simulated with the same mask.
 VALIDATION_SCENES = tuple(EMBEDDED_SCENES)
@@ -26,7 +26,7 @@ VALIDATION_SCENES = tuple(EMBEDDED_SCENES)
 
 def evaluate(
     method: Method,
-    scenes: tuple[str, ...] | list[str] = DEFAULT_SCENES,
+    scenes: tuple[str, ...] | list[str] = EVAL_SCENES,
     mask: str | np.ndarray = "quantized_sci",
     backend: str = "auto",
     checkpoint: str | Path | None = None,

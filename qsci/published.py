@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qsci.data import BENCHMARK_SCENES
+
 
 @dataclass(frozen=True)
 class PublishedModel:
@@ -27,9 +29,7 @@ QSCI_PAPER = (
     PublishedModel("Q-SCI 2-bit (paper)", 2, 31.62, 0.928, 0.25, 19.85),
 )
 
-SCENE_ORDER = ("kobe", "traffic", "runner8", "drop8", "crash32", "aerial32")
-
-# Per-scene PSNR (dB) from published re-runs, in SCENE_ORDER.
+# Per-scene PSNR (dB) from published re-runs, in the order of BENCHMARK_SCENES (the paper's).
 PER_SCENE_PSNR = {
     "GAP-TV": (26.64, 20.65, 30.13, 34.50, 24.63, 25.02),
     "PnP-FFDNet": (30.39, 23.89, 32.66, 39.82, 24.57, 24.18),
@@ -40,5 +40,5 @@ PER_SCENE_PSNR = {
 
 def published_psnr(method: str, scenes: tuple[str, ...]) -> float:
     """Mean published PSNR of `method` over a subset of the six scenes."""
-    table = dict(zip(SCENE_ORDER, PER_SCENE_PSNR[method]))
+    table = dict(zip(BENCHMARK_SCENES, PER_SCENE_PSNR[method]))
     return sum(table[s] for s in scenes) / len(scenes)

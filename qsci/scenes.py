@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from qsci import data
+from qsci.data import BENCHMARK_SCENES, EVAL_MASK
 from qsci.errors import QSCIError
 
-BENCHMARK_SCENES = ("kobe", "traffic", "runner8", "drop8", "crash32", "aerial32")
 REAL_SCENES = tuple(
     f"real-{n}-cr{cr}" for cr in (10, 20, 30, 40, 50) for n in ("duomino", "hand", "pendulumBall", "waterBalloon")
 )
-EVAL_MASK = "quantized_sci_mask"
 REAL_MASK_NOTE = ("real-camera scenes need the authors' camera mask real_mask.mat, which is not in the public "
                   "data folder: it is downloaded on first use where there is network (python -m qsci fetch "
                   "real_mask), and without network these scenes cannot run")
@@ -69,15 +69,11 @@ def _embedded_names() -> list[str]:
 
 
 def _file_name(registry_name: str) -> str:
-    from qsci import data
-
     return Path(data.get(registry_name).relpath).name
 
 
 def list_scenes() -> list[SceneInfo]:
     """Every named scene, whether it loads right now without a download, and which files are missing."""
-    from qsci import data
-
     scenes = []
     for s in BENCHMARK_SCENES:
         here = data.is_available(s)
@@ -101,7 +97,7 @@ def split_groups(frames: np.ndarray, cr: int) -> np.ndarray:
 
 def resolve_mask(mask: str | np.ndarray | Path, cr: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     """A mask given as 'random', 'random:SEED', 'quantized_sci', a registry name, a file, or an array."""
-    from qsci import data, io
+    from qsci import io
     from qsci.physics import random_binary_mask  # torch: imported when a scene is simulated
 
     if isinstance(mask, np.ndarray):
@@ -109,7 +105,7 @@ def resolve_mask(mask: str | np.ndarray | Path, cr: int, h: int, w: int, seed: i
     elif str(mask) == "random" or str(mask).startswith("random:"):
         seed = int(str(mask).split(":", 1)[1]) if ":" in str(mask) else seed
         out = random_binary_mask(cr, h, w, seed)
-    elif str(mask) in ("quantized_sci", EVAL_MASK):
+    elif data.mask_name(str(mask)) == EVAL_MASK:
         out = data.load_mask(EVAL_MASK)
     elif Path(str(mask)).suffix:
         out = io.read_mask(str(mask))
@@ -164,8 +160,6 @@ def simulate_scene(
 
 def load_scene(name: str) -> SceneInput:
     """A named scene, simulated with the evaluation mask (benchmark), as recorded (real), or embedded."""
-    from qsci import data
-
     if name in BENCHMARK_SCENES:
         orig, own_mask = data.load_benchmark(name)
         mask = data.load_mask(EVAL_MASK) if data.is_available(EVAL_MASK) else own_mask

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from gradio_client import Client
 
+from qsci.data import EVAL_SCENES
 from qsci.scenes import load_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def bench_seconds(model: str, threads: int, size: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scripts.app_vs_bench", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
-    p.add_argument("--scenes", default="drop8,runner8,traffic",
+    p.add_argument("--scenes", default=",".join(EVAL_SCENES),
                    help="benchmark scenes run in turn in one server (the first call also pays first-use costs)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.io as sio
 import torch
 
+from qsci.data import EVAL_SCENES
 from qsci.metrics import frame_scores
 from qsci.solvers.gaptv import gap_tv
 
@@ -34,7 +35,7 @@ def load(scene: str) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scenes", nargs="+", default=["drop8", "runner8", "traffic"])
+    ap.add_argument("--scenes", nargs="+", default=list(EVAL_SCENES))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kw", default="{}", help="JSON dict of extra gap_tv keyword arguments")
     args = ap.parse_args()

@@ -14,7 +14,7 @@ import argparse
 
 import numpy as np
 
-from qsci.data import load_benchmark
+from qsci.data import EVAL_SCENES, load_benchmark
 from qsci.metrics import psnr_frame
 from qsci.physics import random_binary_mask
 from qsci.solvers import gap_tv
@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=24)
     args = p.parse_args()
     print(f"{'source':34s} {'mean |dx|':>10s} {'GAP-TV dB':>10s}")
-    for scene in ("drop8", "runner8", "traffic"):
+    for scene in EVAL_SCENES:
         d, s = stats(benchmark_clips(scene, args.n))
         print(f"{'benchmark ' + scene:34s} {d:10.4f} {s:10.2f}", flush=True)
     for motion in (float(m) for m in args.motion.split(",")):

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from qsci.bench import calibrate
+from qsci.data import EVAL_SCENES
 from qsci.deploy.intkernels import convert_to_int8, int8_layers
 from qsci.deploy.weights import load_official, read_state_dict
 from qsci.metrics import psnr_frame
@@ -110,7 +111,7 @@ def psnr_between(ref: torch.Tensor | np.ndarray, out: torch.Tensor | np.ndarray)
     return math.inf if mse == 0 else 10 * math.log10(float(ref.abs().max()) ** 2 / mse)
 
 
-def agreement(model: torch.nn.Module, scenes=("drop8", "runner8", "traffic"), terms: int = 3,
+def agreement(model: torch.nn.Module, scenes=EVAL_SCENES, terms: int = 3,
               max_meas: int | None = None, log=None) -> dict:
     """Fake-quant vs int8 on scenes: per-scene PSNR (vs ground truth) of each, and between them.
 
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--file", default=None, help="a real authors' file instead of synthetic ones")
     ap.add_argument("--from-trained", default=None, metavar="NAME",
                     help="our trained per-tensor model NAME (e.g. qsci-t-4bit) with per-channel steps")
-    ap.add_argument("--scenes", default="drop8,runner8,traffic")
+    ap.add_argument("--scenes", default=",".join(EVAL_SCENES))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--terms", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)

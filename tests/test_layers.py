@@ -46,7 +46,7 @@ FUNCTION_LEVEL_ALLOWED = {
     ("qsci.io.isolate", "qsci.io.readers"), ("qsci.io.isolate", "qsci.scenes"),
     # lazy by design: listing scenes stays numpy-only; torch (physics), scikit-image/video
     # (synthetic) and the file readers load when a scene is built.
-    ("qsci.scenes", "qsci.data"), ("qsci.scenes", "qsci.io"), ("qsci.scenes", "qsci.io.validate"),
+    ("qsci.scenes", "qsci.io"), ("qsci.scenes", "qsci.io.validate"),
     ("qsci.scenes", "qsci.io.inspect"), ("qsci.scenes", "qsci.physics"), ("qsci.scenes", "qsci.synthetic"),
     # lazy by design: the data registry resolves and downloads without loading the file readers.
     ("qsci.data", "qsci.io"),

@@ -165,9 +165,10 @@ def test_front_ends_default_to_the_best_measured_family(tmp_path, monkeypatch):
 
 def test_validation_scenes_score_like_the_cli_and_are_not_the_benchmark(one_torch_thread):
     """Training stages are chosen on the embedded clips, so the benchmark scenes stay a test set."""
-    from qsci.evaluate import DEFAULT_SCENES, VALIDATION_SCENES, evaluate
+    from qsci.data import EVAL_SCENES
+    from qsci.evaluate import VALIDATION_SCENES, evaluate
 
-    assert len(VALIDATION_SCENES) >= 5 and not set(VALIDATION_SCENES) & set(DEFAULT_SCENES)
+    assert len(VALIDATION_SCENES) >= 5 and not set(VALIDATION_SCENES) & set(EVAL_SCENES)
     out = evaluate("gap-tv", ["embedded-moon-drift"], mask="quantized_sci")
     # measured: 36.80 dB (slow, smooth drift: GAP-TV does well); a broken simulation scores < 20
     assert out["scenes"]["embedded-moon-drift"]["psnr"] == pytest.approx(36.80, abs=0.05)

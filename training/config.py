@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qsci.data import EVAL_SCENES
 from qsci.errors import QSCIError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -61,7 +62,7 @@ class TrainConfig:
     log_every: int = 10
     save_every_minutes: float = 10.0
     eval_every: int = 0  # steps; 0 = evaluate only at the end
-    eval_scenes: list = field(default_factory=lambda: ["drop8", "runner8", "traffic"])
+    eval_scenes: list = field(default_factory=lambda: list(EVAL_SCENES))
     final_eval: bool = True
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     threads: int = 0  # torch CPU threads; 0 = leave torch's default

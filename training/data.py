@@ -149,8 +149,7 @@ def load_fixed_mask(spec: str, cr: int) -> np.ndarray:
     """`quantized_sci` (the Q-SCI evaluation mask), a registry name or a mask file -> (T, H, W)."""
     from qsci.data import load_mask
 
-    name = "quantized_sci_mask" if spec == "quantized_sci" else spec
-    mask = np.asarray(load_mask(name, cr), np.float32)
+    mask = np.asarray(load_mask(spec, cr), np.float32)
     if mask.shape[0] != cr:
         raise QSCIError(f"mask {spec} has {mask.shape[0]} frames, config cr is {cr}")
     return mask

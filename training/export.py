@@ -21,10 +21,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from qsci import data
 from qsci.deploy.weights import read_weights
 from qsci.zoo import checkpoints_dir
 
-EVAL_SCENES = "drop8,runner8,traffic"
+EVAL_SCENES = ",".join(data.EVAL_SCENES)
 MASKS = {"quantized_sci": "quantized_sci", "random": "random:0"}
 
 

@@ -5,8 +5,10 @@ HELP = "PSNR/SSIM of a method on benchmark scenes (re-simulated with the evaluat
 
 
 def add_arguments(p):
+    from qsci.data import EVAL_SCENES
+
     p.add_argument("--model", required=True, help="a name from `qsci models` (or an architecture name with --checkpoint)")
-    p.add_argument("--scenes", default="drop8,runner8,traffic", help="comma-separated benchmark scenes, or 'validation' for the embedded clips used to choose training stages")
+    p.add_argument("--scenes", default=",".join(EVAL_SCENES), help="comma-separated benchmark scenes, or 'validation' for the embedded clips used to choose training stages")
     p.add_argument("--mask", default="quantized_sci", help="quantized_sci, random[:SEED], or a mask file")
     p.add_argument("--backend", default="auto", help="auto, fp32, bf16, int8 or fakequant")
     p.add_argument("--checkpoint", default=None, help="use the weights in this file")

@@ -62,8 +62,7 @@ def _read_inputs(args):
     if Path(args.mask).suffix:
         scene = scene_from_files(args.meas, args.mask, args.gt, scale=scale, measurement=args.index)
         return scene
-    name = "quantized_sci_mask" if args.mask == "quantized_sci" else args.mask
-    mask = data.load_mask(name, cr=args.cr)
+    mask = data.load_mask(args.mask, cr=args.cr)
     m = io.read_measurement(args.meas)
     io.check_pair(m.data, mask, meas_path=args.meas, mask_path=args.mask)
     meas, first = m.data, 0
