@@ -111,9 +111,10 @@ def build_demo():
             summary_json = gr.JSON(label="Summary (same as the reconstruct_scene API)", elem_id="summary-json")
 
         # UI events are private (not in the API page); the stable API is the gr.api/hidden block below.
-        run_outputs = [run_state, status_line, scene_info, inputs_view, frame, results, videos,
-                       summary, per_frame, plot_ops, plot_time, files, summary_json]
-        assert len(run_outputs) == events.RUN_OUTPUT_COUNT
+        run_outputs = events.run_outputs(dict(
+            run_state=run_state, status_line=status_line, scene_info=scene_info, inputs_view=inputs_view,
+            frame=frame, results=results, videos=videos, summary=summary, per_frame=per_frame,
+            plot_ops=plot_ops, plot_time=plot_time, files=files, summary_json=summary_json))
         run_opts = dict(api_visibility="private", concurrency_id=HEAVY, show_progress_on=[status_line, results])
         scene_evt = scene_btn.click(events.run_scene, [scene, scene_which, methods], run_outputs,
                                     api_name="ui_run_scene", **run_opts)

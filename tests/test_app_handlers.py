@@ -191,6 +191,14 @@ def test_demo_queues_every_reconstruction_in_one_group():
     heavy = [fn for fn in fns if fn.name in ("run_scene", "run_upload", "run_simulate", "api_reconstruct_scene",
                                               "api_reconstruct_upload", "api_reconstruct_simulated")]
     assert len(heavy) == 6 and {fn.concurrency_id for fn in heavy} == {app.HEAVY}
+    # the three Reconstruct buttons fill the components that RUN_OUTPUTS names, in its order
+    ids = {"status_line": "status", "scene_info": "scene-info", "results": "results", "summary": "summary",
+           "per_frame": "per-frame", "plot_ops": "plot-ops", "plot_time": "plot-time", "files": "files"}
+    for fn in (f for f in fns if f.name in ("run_scene", "run_upload", "run_simulate")):
+        assert len(fn.outputs) == len(events.RUN_OUTPUTS)
+        assert {n: fn.outputs[events.RUN_OUTPUTS.index(n)].elem_id for n in ids} == ids
+    with pytest.raises(KeyError, match="plot_time"):
+        events.run_outputs({n: n for n in events.RUN_OUTPUTS if n != "plot_time"})
     assert demo._queue.max_size == app.QUEUE_SIZE and demo._queue.default_concurrency_limit == app.CONCURRENCY
 
 
@@ -201,11 +209,12 @@ def _drain(gen) -> list:
 def test_ui_errors_go_to_the_status_line_and_leave_the_page_alone():
     outs = _drain(events.run_scene("embedded-camera-pan", "first", [], None, progress=lambda *a, **k: None))
     first, last = outs[0], outs[-1]
-    assert len(last) == events.RUN_OUTPUT_COUNT and "Running" in first[1]
-    assert "select at least one method" in last[1] and 'data-kind="error"' in last[1]
-    assert all(isinstance(x, type(gr.skip())) for i, x in enumerate(last) if i != 1)  # no output touched
+    status_at = events.RUN_OUTPUTS.index("status_line")
+    assert len(last) == len(events.RUN_OUTPUTS) == 13 and "Running" in first[status_at]
+    assert "select at least one method" in last[status_at] and 'data-kind="error"' in last[status_at]
+    assert all(isinstance(x, type(gr.skip())) for i, x in enumerate(last) if i != status_at)  # no output touched
     outs = _drain(events.run_scene("no-such-scene", "all", ["gap-tv"], None, progress=lambda *a, **k: None))
-    assert "Cannot load the scene" in outs[-1][1]
+    assert "Cannot load the scene" in outs[-1][status_at]
 
 
 def test_stop_note_and_simulate_source():

@@ -74,7 +74,23 @@ def _progress_adapter(progress: gr.Progress, stop: threading.Event | None = None
 
 #: How the progress bar is shared: reconstruction first, then rendering, then writing the files.
 RECON_SHARE, RENDER_AT = 0.8, 0.82
-RUN_OUTPUT_COUNT = 13
+
+#: What a Reconstruct button fills, by name; this tuple is the one place their order is defined.
+RUN_OUTPUTS = ("run_state", "status_line", "scene_info", "inputs_view", "frame", "results", "videos",
+               "summary", "per_frame", "plot_ops", "plot_time", "files", "summary_json")
+
+
+def run_outputs(components: dict) -> list:
+    """The output list of the Reconstruct buttons from components named as in RUN_OUTPUTS."""
+    missing = sorted(set(RUN_OUTPUTS) - set(components))
+    if missing:
+        raise KeyError(f"run outputs without a component: {missing}")
+    return [components[name] for name in RUN_OUTPUTS]
+
+
+def _in_order(values: dict) -> tuple:
+    """Values keyed like RUN_OUTPUTS, as the tuple Gradio expects; unnamed outputs are left alone."""
+    return tuple(values.get(name, gr.skip()) for name in RUN_OUTPUTS)
 
 
 def _scaled(report, lo: float, hi: float):
@@ -86,7 +102,7 @@ def _scaled(report, lo: float, hi: float):
 
 
 def _outputs(run: handlers.Run, report=None, started: float | None = None) -> tuple:
-    """Everything the page shows after a run, in the order of `app` run_outputs.
+    """Everything the page shows after a run (`RUN_OUTPUTS`).
 
     The status line comes second: it names the methods that failed and stays until the next run.
     Files are written last, with their own progress messages.
@@ -99,22 +115,22 @@ def _outputs(run: handlers.Run, report=None, started: float | None = None) -> tu
     count = run.frame_count
     handlers.write_outputs(run, progress=_scaled(report, RENDER_AT + 0.03, 1.0) if report else None)
     videos = [(str(p), label) for label, p in run.videos.items()]
-    return (
-        run,
-        status.done(run, None if started is None else time.monotonic() - started),
-        handlers.describe_scene(run.scene),
-        handlers.input_images(run.scene),
-        gr.Slider(minimum=0, maximum=max(count - 1, 1), value=0, step=1, interactive=count > 1,
-                  label=f"frame (0..{count - 1}, all methods)"),
-        panel_html,
-        videos,
-        pd.DataFrame(handlers.summary_rows(run), columns=handlers.SUMMARY_HEADERS),
-        pd.DataFrame(rows, columns=headers),
-        fig_ops,
-        fig_time,
-        [str(p) for p in run.files],
-        handlers.summary(run),
-    )
+    return _in_order(dict(
+        run_state=run,
+        status_line=status.done(run, None if started is None else time.monotonic() - started),
+        scene_info=handlers.describe_scene(run.scene),
+        inputs_view=handlers.input_images(run.scene),
+        frame=gr.Slider(minimum=0, maximum=max(count - 1, 1), value=0, step=1, interactive=count > 1,
+                        label=f"frame (0..{count - 1}, all methods)"),
+        results=panel_html,
+        videos=videos,
+        summary=pd.DataFrame(handlers.summary_rows(run), columns=handlers.SUMMARY_HEADERS),
+        per_frame=pd.DataFrame(rows, columns=headers),
+        plot_ops=fig_ops,
+        plot_time=fig_time,
+        files=[str(p) for p in run.files],
+        summary_json=handlers.summary(run),
+    ))
 
 
 class _Ticker:
@@ -165,7 +181,7 @@ class _Ticker:
 
 def _kept(message_html: str) -> tuple:
     """A status line and nothing else: the previous results and all inputs stay as they are."""
-    return (gr.skip(), message_html) + tuple(gr.skip() for _ in range(RUN_OUTPUT_COUNT - 2))
+    return _in_order({"status_line": message_html})
 
 
 @contextmanager
