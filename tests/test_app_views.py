@@ -27,6 +27,20 @@ def test_to_uint8_clips_overshoot_and_nan():
     assert out.tolist() == [[0, 128, 255, 0]]
 
 
+def test_saved_frames_are_the_pictures_the_app_shows(tmp_path):
+    """One conversion to 8 bits: a PNG frame written by qsci.io holds the app's picture of it."""
+    from PIL import Image
+
+    from qsci.io import save_frames
+
+    frames = np.array([[[-0.5, 0.5], [1.7, np.nan]], [[0.25, 0.999], [1 / 255, 0.0]]], np.float32)  # (T, H, W)
+    folder = save_frames(tmp_path / "x.png", frames)
+    for k in range(2):
+        saved = np.asarray(Image.open(folder / f"frame_{k:04d}.png"))
+        np.testing.assert_array_equal(saved, views.frame_image(frames, k))
+    assert views.frame_image(frames, 1).tolist() == [[64, 255], [1, 0]]
+
+
 def test_error_map_is_rgb_and_zero_error_is_coldest():
     ref = _frames()[0, 0]
     same = views.error_map(ref, ref)

@@ -24,6 +24,7 @@ SEED = 0
 
 def make(folder: Path = FOLDER) -> dict[str, list[Path | None]]:
     """Write the example files; returns {name: [measurement, mask, ground truth or None]}."""
+    from qsci.io import to_uint8
     from qsci.scenes import simulate_scene
     from qsci.synthetic import make_embedded_scene
 
@@ -39,7 +40,7 @@ def make(folder: Path = FOLDER) -> dict[str, list[Path | None]]:
         gt = None
         if with_gt:
             gt = folder / f"{name}_gt.npy"
-            np.save(gt, (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8))
+            np.save(gt, to_uint8(frames))
         out[name] = [meas, mask, gt]
     return out
 

@@ -9,7 +9,6 @@ User mistakes surface as `qsci.errors.QSCIError` with the library's own message.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import re
 import shutil
@@ -356,33 +355,17 @@ def per_frame_table(run: Run) -> tuple[list[str], list[list]]:
     return headers, rows
 
 
-def _method_bops(name: str) -> float | None:
-    # BOPs per 256x256x8 measurement of our checkpoints, as recorded in the manifest.
-    from qsci.zoo import read_manifest
-
-    for entry in read_manifest().get("models", []):
-        if entry.get("name") == name and entry.get("bops"):
-            return float(entry["bops"])
-    return None
-
-
-@functools.lru_cache(maxsize=1)
-def _paper_points() -> tuple:
-    # Builds and counts five models (seconds): once per process.
-    from qsci.plots import paper_points
-
-    return tuple((label.replace(" (paper)", ""), bops, psnr) for label, bops, psnr in paper_points())
-
-
 def figures(run: Run):
     """(PSNR vs BOPs, PSNR vs measured latency) Plotly figures.
 
     Latency is plotted even without scores (no ground truth): seconds per measurement as bars.
+    Our BOPs (per 256x256x8 measurement) and presets come from the manifest, read once here.
     """
+    from qsci.plots import paper_points
     from qsci.zoo import read_manifest
 
-    presets = {e.get("name"): e.get("preset") for e in read_manifest().get("models", [])}
-    paper = list(_paper_points())
+    entries = {e.get("name"): e for e in read_manifest().get("models", [])}
+    paper = [(label.replace(" (paper)", ""), bops, psnr) for label, bops, psnr in paper_points()]
     ours_ops, ours_time, lines, shown_presets = [], [], [], []
     for name in run.order:
         r = run.results.get(name)
@@ -392,11 +375,11 @@ def figures(run: Run):
         ours_time.append((name, per_meas, r.psnr_mean))
         if r.psnr_mean is None:
             continue
-        bops = _method_bops(name)
-        if bops is not None:
-            ours_ops.append((name, bops, r.psnr_mean))
-            if presets.get(name):
-                shown_presets.append(str(presets[name]).upper())
+        entry = entries.get(name) or {}
+        if entry.get("bops"):
+            ours_ops.append((name, float(entry["bops"]), r.psnr_mean))
+            if entry.get("preset"):
+                shown_presets.append(str(entry["preset"]).upper())
         else:
             lines.append((name, r.psnr_mean))
     kinds = sorted(set(shown_presets))
@@ -474,13 +457,14 @@ def write_outputs(run: Run, workdir: Path | None = None, formats: tuple[str, ...
 
     if run.scene.gt is not None:
         step("the ground-truth video")
-        run.videos["ground truth"] = io.write_video(workdir / "ground_truth.mp4", views.as_stack(run.scene.gt), VIDEO_FPS)
+        run.videos["ground truth"] = io.write_video(workdir / "ground_truth.mp4", run.scene.gt, VIDEO_FPS)
     for name in names:
         r = run.results[name]
         stem = _safe(name)
         try:
             step(f"{name} video")
-            run.videos[name] = io.write_video(workdir / f"{stem}.mp4", np.clip(views.as_stack(r.frames), 0, 1), VIDEO_FPS)
+            # (N, T, H, W) frames go in as they are: the writer flattens and clips them once
+            run.videos[name] = io.write_video(workdir / f"{stem}.mp4", r.frames, VIDEO_FPS)
             for ext in formats:
                 step(f"{name} {ext}")
                 run.files.append(Path(io.save_frames(workdir / f"{stem}{ext}", r.frames) or workdir / f"{stem}{ext}"))

@@ -2,7 +2,8 @@
 
 Everything here takes plain numpy arrays in the project's conventions (frames in [0, 1],
 `(N, T, H, W)` stacks addressed by one flat frame index) and returns `uint8` images, so the
-views can be unit-tested without Gradio and reused by any front end.
+views can be unit-tested without Gradio and reused by any front end. Pictures become 8-bit
+through `qsci.io.writers.to_uint8`, the conversion that the saved files and videos use too.
 """
 
 from __future__ import annotations
@@ -11,14 +12,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from qsci.io.writers import to_uint8
+
 #: Absolute errors at or above this value (on the [0, 1] scale) get the hottest colour.
 ERROR_VMAX = 0.2
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Clip a [0, 1] image to 8 bits (reconstructions may overshoot slightly)."""
-    img = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def as_stack(frames: np.ndarray) -> np.ndarray:

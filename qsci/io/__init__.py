@@ -7,7 +7,7 @@ with one line naming the file and the problem. Axis rules are documented in `qsc
 from qsci.io.limits import DEFAULT_LIMITS, Limits
 from qsci.io.readers import Measurement, read_mask, read_measurement, read_scene
 from qsci.io.validate import check_pair
-from qsci.io.writers import save_frames, write_video
+from qsci.io.writers import save_frames, to_uint8, write_video
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -18,5 +18,6 @@ __all__ = [
     "read_measurement",
     "read_scene",
     "save_frames",
+    "to_uint8",
     "write_video",
 ]

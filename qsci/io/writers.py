@@ -35,9 +35,11 @@ def _frames_array(frames) -> np.ndarray:
     return arr
 
 
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Display conversion only: clip to [0, 1], NaN as 0, round to 8 bits."""
-    return np.round(np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0) * 255).astype(np.uint8)
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """[0, 1] floats to 8 bits for display (reconstructions overshoot a little): NaN as 0, +-Inf
+    as 1/0, clipped, rounded half up. The one conversion: files, videos and the app's pictures."""
+    arr = np.nan_to_num(np.asarray(arr, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _meta_arrays(meta: dict) -> dict[str, np.ndarray]:
@@ -107,7 +109,7 @@ def save_frames(path: str | os.PathLike, frames, **meta) -> Path:
         folder = path.with_suffix("")
         if folder.exists() and not folder.is_dir():
             raise QSCIError(f"cannot write PNG frames into {folder}: a file of that name exists")
-        for i, frame in enumerate(_to_uint8(flat)):
+        for i, frame in enumerate(to_uint8(flat)):
             target = folder / f"frame_{i:04d}.png"
             _atomic_write(target, lambda tmp, f=frame: Image.fromarray(f).save(tmp, format="PNG"))
         return folder
@@ -116,7 +118,7 @@ def save_frames(path: str | os.PathLike, frames, **meta) -> Path:
 
 def _even_frames(arr: np.ndarray) -> np.ndarray:
     """(F, H, W) uint8 padded by edge replication to even H and W (yuv420p needs them)."""
-    flat = _to_uint8(arr.reshape(-1, *arr.shape[-2:]))
+    flat = to_uint8(arr.reshape(-1, *arr.shape[-2:]))
     h, w = flat.shape[1:]
     return np.pad(flat, ((0, 0), (0, h % 2), (0, w % 2)), mode="edge")
 
