@@ -71,6 +71,15 @@ def test_counting_leaves_model_untouched_and_cli(capsys):
     assert out["theoretical_speedup"] == pytest.approx(16.0)
 
 
+def test_stored_s_preset_bops_are_what_the_counter_gives():
+    """The chart's stored BOPs of the five S-preset models (qsci.plots), recounted: the one recount."""
+    from qsci.plots import S_PRESET_BOPS
+
+    recount = {bits: count(create_model("qsci-s-fp32" if bits == 32 else f"qsci-s-{bits}bit", per_channel_act=False),
+                           (8, 256, 256)).bops for bits in S_PRESET_BOPS}
+    assert sorted(S_PRESET_BOPS) == [2, 3, 4, 8, 32] and recount == S_PRESET_BOPS
+
+
 def test_s_preset_fp_macs_at_benchmark_size():
     """The S network at 256x256x8: 563.41 GMACs; the paper quotes 563.87 G "ops"."""
     got = count(create_model("qsci-s-fp32"), (8, 256, 256))

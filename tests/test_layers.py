@@ -58,8 +58,6 @@ FUNCTION_LEVEL_ALLOWED = {
     ("qsci.runners", "qsci.solvers.gaptv"),
     # no cycle: could move to the top.
     ("qsci.engine", "qsci.io.inspect"), ("qsci.evaluate", "qsci.data"), ("qsci.evaluate", "qsci.errors"),
-    # the first chart recounts the S-preset networks (issue 12 finding 6: store the BOPs as constants).
-    ("qsci.plots", "qsci.models"), ("qsci.plots", "qsci.deploy.complexity"),
     # bench re-implements the runner loop with its own backend policy (issue 12 finding 4); torch and
     # the networks load only when a benchmark runs.
     ("qsci.bench", "qsci.physics"), ("qsci.bench", "qsci.quant"),

@@ -98,11 +98,12 @@ def architecture_bops(name: str) -> float | None:
     """BOPs per 256×256×8 measurement of an architecture, from our counter (cached)."""
     from qsci.deploy.complexity import count
     from qsci.models import ModelConfig, create_model
-    from qsci.plots import s_preset_bops
+    from qsci.plots import S_PRESET_BOPS
 
     try:
-        if name.startswith("qsci-s-"):  # shared with the paper's points on the chart
-            return float(s_preset_bops(ModelConfig.parse_name(name)["bits"]))
+        bits = ModelConfig.parse_name(name)["bits"] if name.startswith("qsci-s-") else None
+        if bits in S_PRESET_BOPS:  # stored, and shared with the paper's points on the chart
+            return float(S_PRESET_BOPS[bits])
         return float(count(create_model(name, per_channel_act=False), (8, 256, 256)).bops)
     except Exception:  # an architecture the counter cannot build: show no figure rather than a wrong one
         return None
