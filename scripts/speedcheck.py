@@ -10,6 +10,10 @@ load average (`/proc/loadavg`) before and after.
 
     python -m scripts.speedcheck --preset t --threads 2 --size 256x256x8 --rounds 5
     python -m scripts.speedcheck --preset s --bits 4 --rounds 3 --profile int8
+    python -m scripts.speedcheck --threads 1 --family gap --backends fp32,bf16,int8,int8-unfused
+
+`int8-unfused` is the same int8 model converted with `convert_to_int8(fuse=False)` (one wrapper
+per layer, the path before the fused graph): the in-process before/after of the fusion.
 
 Runners come from `qsci.bench.make_runner` (trained zoo weights where they exist, else calibrated
 random weights: timing does not depend on the values). Output: one JSON object.
@@ -40,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", default="256x256x8", help="HxWxT")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--backends", default="fp32,bf16,int8", help="comma list of fp32, bf16, int8, fakequant")
+    ap.add_argument("--family", default="", help="'gap' for the warm-start models (qsci-t-gap-*)")
+    ap.add_argument("--backends", default="fp32,bf16,int8",
+                    help="comma list of fp32, bf16, int8, int8-unfused, fakequant")
     ap.add_argument("--profile", default=None, help="after timing, torch.profiler table for this backend")
     args = ap.parse_args(argv)
     if "torch" not in sys.modules:
@@ -48,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from qsci.bench import make_runner, parse_size, runner_label, synthetic_batch, tune_allocator
+    from qsci.deploy.intkernels import convert_to_int8
+    from qsci.runners import NetworkRunner
 
     tune_allocator()
     torch.set_num_threads(args.threads)
@@ -56,9 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     _x0, y, mask = synthetic_batch(size)
     meas = y[None]
     runners = {}
+    family = f"{args.family}-" if args.family else ""
     for b in args.backends.split(","):
-        name = f"qsci-{args.preset}-" + (f"{args.bits}bit" if b in ("int8", "fakequant") else "fp32")
-        runner, weights = make_runner(name, b, size)
+        quantized = b in ("int8", "int8-unfused", "fakequant")
+        name = f"qsci-{args.preset}-{family}" + (f"{args.bits}bit" if quantized else "fp32")
+        if b == "int8-unfused":  # a separate runner: the engine's cached int8 runner stays fused
+            fq, weights = make_runner(name, "fakequant", size)
+            runner = NetworkRunner(name, fq.model, backend="int8", weights=weights)
+            runner.model = convert_to_int8(fq.model, fuse=False)
+        else:
+            runner, weights = make_runner(name, b, size)
         runner(meas, mask)  # warm-up: first-call costs (weight packing, allocator) not timed
         runners[b] = (name, runner, weights)
     load_before = _load()
@@ -76,13 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         "runners": {b: {"model": n, "backend": runner_label(r), "weights": w,
                         "median_s": round(statistics.median(times[b]), 4),
                         "times_s": [round(t, 4) for t in times[b]],
-                        "cpu_s_median": round(statistics.median(cpu[b]), 4)} for b, (n, r, w) in runners.items()},
+                        "cpu_s_median": round(statistics.median(cpu[b]), 4),
+                        "cpu_s": [round(c, 4) for c in cpu[b]]} for b, (n, r, w) in runners.items()},
     }
     floats = [b for b in ("fp32", "bf16") if b in times]
-    if "int8" in times and floats:
-        per_round = [min(times[f][i] for f in floats) / times["int8"][i] for i in range(args.rounds)]
-        report["int8_speedup_vs_best_float_per_round"] = [round(r, 3) for r in per_round]
-        report["int8_speedup_vs_best_float_median"] = round(statistics.median(per_round), 3)
+    for i8 in ("int8", "int8-unfused"):
+        if i8 not in times or not floats:
+            continue
+        for what, series in (("", times), ("_cpu", cpu)):
+            per_round = [min(series[f][i] for f in floats) / series[i8][i] for i in range(args.rounds)]
+            report[f"{i8}{what}_speedup_vs_best_float_per_round"] = [round(r, 3) for r in per_round]
+            report[f"{i8}{what}_speedup_vs_best_float_median"] = round(statistics.median(per_round), 3)
     print(json.dumps(report, indent=1), flush=True)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
