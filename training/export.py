@@ -3,6 +3,7 @@
     python -m training.export pack --run runs/t_qat4 --name qsci-t-4bit --command-file runs/t_qat4.cmd
     python -m training.export measure [--names qsci-t-4bit,...]   # runs `python -m qsci evaluate`
     python -m training.export curve --name qsci-t-gap-fp32 --run runs/t_gap_fp32 [--start step0.json]
+    python -m training.export select --name qsci-t-gap-4bit --run runs/a/t_gap_qat4 --run runs/b/t_gap_qat4
 
 `pack` writes `checkpoints/<name>.pt` (integer codes at the model's bit width; fp32 for the
 full-precision model) and its manifest entry (sizes, complexity, training provenance). `measure`
@@ -155,6 +156,29 @@ def measure(names: list[str] | None) -> None:
         save_manifest(manifest)
 
 
+def select(name: str, runs: list[Path]) -> dict:
+    """Which weights to ship for `name`: the zoo's current file or a run's `ckpt.pt`, by mean PSNR
+    on the validation clips (`--scenes validation`), so the benchmark scenes stay a test set.
+    The choice and every candidate's score go to `checkpoints/validation.json`."""
+    candidates = {"zoo": ["--model", name]} if (checkpoints_dir() / f"{name}.pt").is_file() else {}
+    candidates.update({str(run): ["--model", name, "--checkpoint", str(run / "ckpt.pt")] for run in runs})
+    scores = {}
+    for label, flags in candidates.items():
+        cmd = [sys.executable, "-m", "qsci", "evaluate", *flags, "--scenes", "validation"]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise SystemExit(f"validation failed for {label}: {res.stderr.strip()}")
+        mean = json.loads(res.stdout)["mean"]
+        scores[label] = {"psnr": mean["psnr"], "ssim": mean["ssim"], "command": "python -m qsci evaluate " + " ".join(cmd[4:])}
+        print(f"{name} {label}: {mean['psnr']:.2f} dB on the validation clips", flush=True)
+    best = max(scores, key=lambda k: scores[k]["psnr"])
+    path = checkpoints_dir() / "validation.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    record[name] = {"candidates": scores, "chosen": best}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record[name]
+
+
 def curve(name: str, runs: list[Path], start: Path | None) -> dict:
     """Samples seen vs benchmark PSNR of one model over its training stages -> checkpoints/ + a plot.
 
@@ -253,8 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--name", required=True)
     cv.add_argument("--run", type=Path, action="append", required=True, help="a stage's run folder, in order")
     cv.add_argument("--start", type=Path, default=None, help="evaluate JSON of the model before training")
+    se = sub.add_parser("select", help="zoo file vs runs' checkpoints on the validation clips -> checkpoints/validation.json")
+    se.add_argument("--name", required=True)
+    se.add_argument("--run", type=Path, action="append", required=True, help="a run folder holding ckpt.pt")
     args = p.parse_args(argv)
-    if args.cmd == "pack":
+    if args.cmd == "select":
+        print(json.dumps({"chosen": select(args.name, args.run)["chosen"]}))
+    elif args.cmd == "pack":
         entry = pack(args.run, args.name, args.command_file, args.commit_file, args.earlier_run)
         print(json.dumps({k: entry[k] for k in ("name", "bits", "params", "bops", "size_bytes", "samples_seen")}))
     elif args.cmd == "table":

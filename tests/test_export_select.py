@@ -1,0 +1,39 @@
+"""`training.export select`: the shipped weights are chosen on the validation clips, not on the benchmark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+
+from training import export
+
+
+def test_select_picks_the_best_validation_score_and_records_every_candidate(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "checkpoints_dir", lambda: tmp_path)
+    (tmp_path / "qsci-t-gap-4bit.pt").write_bytes(b"")  # the zoo's current file exists
+    scores = {"zoo": 29.1, "runs/a/t_gap_qat4": 29.4, "runs/b/t_gap_qat4": 29.3}
+    seen = []
+
+    def fake_run(cmd, **_kw):
+        seen.append(cmd)
+        assert cmd[cmd.index("--scenes") + 1] == "validation"  # never the benchmark scenes
+        label = "zoo" if "--checkpoint" not in cmd else cmd[cmd.index("--checkpoint") + 1].rsplit("/", 1)[0]
+        return SimpleNamespace(returncode=0, stdout=json.dumps({"mean": {"psnr": scores[label], "ssim": 0.8}}), stderr="")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    out = export.select("qsci-t-gap-4bit", [export.Path("runs/a/t_gap_qat4"), export.Path("runs/b/t_gap_qat4")])
+    assert out["chosen"] == "runs/a/t_gap_qat4" and len(seen) == 3
+    record = json.loads((tmp_path / "validation.json").read_text())["qsci-t-gap-4bit"]
+    assert {k: v["psnr"] for k, v in record["candidates"].items()} == scores
+    assert record["candidates"]["runs/b/t_gap_qat4"]["command"].endswith(
+        "--model qsci-t-gap-4bit --checkpoint runs/b/t_gap_qat4/ckpt.pt --scenes validation")
+
+
+def test_select_names_the_candidate_whose_evaluation_failed(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "checkpoints_dir", lambda: tmp_path)
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: SimpleNamespace(returncode=1, stdout="", stderr="error: no such file"))
+    with pytest.raises(SystemExit, match="validation failed for runs/x: error: no such file"):
+        export.select("qsci-t-gap-2bit", [export.Path("runs/x")])
