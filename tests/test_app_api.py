@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from app_server import running_app  # noqa: E402
+from scripts.app_server import running_app  # noqa: E402
 from qsci.errors import QSCIError  # noqa: E402
 
 SCENE = "embedded-camera-pan"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api")
-from app_server import REPO, running_app  # noqa: E402
+from scripts.app_server import REPO, running_app  # noqa: E402
 
 CHROMIUM = os.environ.get("QSCI_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"

@@ -19,7 +19,7 @@ How the lines are exercised (the README text itself is run wherever that is chea
 - `python -m training.*` and `torchrun ...`: `--help` of the same module (training takes minutes
   to hours; `tests/test_training.py` runs tiny trainings).
 - `python app.py` (both lines): the app is started on a free loopback port
-  (`tests/app_server.launched_app`, which sets GRADIO_SERVER_NAME/PORT as the second line does),
+  (`scripts/app_server.launched_app`, which sets GRADIO_SERVER_NAME/PORT as the second line does),
   and the README's `gradio_client` call uploads drop8_cacti.mat as measurement, mask and ground
   truth; its GAP-TV score must equal `evaluate --model gap-tv --scenes drop8 --mask drop8_cacti.mat`
   within 0.05 dB.
@@ -176,8 +176,7 @@ def ex_gpu_recipe(cmd, tmp):
 
 
 def ex_app(cmd, tmp):
-    sys.path.insert(0, str(REPO / "tests"))
-    from app_server import launched_app
+    from scripts.app_server import launched_app
     from gradio_client import Client, handle_file
 
     from qsci.evaluate import evaluate

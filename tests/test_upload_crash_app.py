@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app_server import launched_app
+from scripts.app_server import launched_app
 
 TESTS = Path(__file__).resolve().parent
 

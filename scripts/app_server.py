@@ -1,4 +1,8 @@
-"""Start `python app.py` on a free loopback port for the API and browser tests."""
+"""Start `python app.py` on a free loopback port: for the API, browser and upload tests and the load test.
+
+Lives with the scripts (the layer above everything), so that `scripts/load_test.py` needs nothing
+from `tests/`; the tests import it as `scripts.app_server`.
+"""
 
 from __future__ import annotations
 
