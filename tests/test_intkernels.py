@@ -206,3 +206,23 @@ def test_split_rows_and_frame_convs_equal_the_plain_layer():
         y = torch.randn(1, 8, 3, 5, 6).contiguous(memory_format=torch.channels_last_3d)
         assert c2.framewise and not c1.padding[0]
         assert torch.allclose(c2.forward_frames(c2.codes(y)), c2(y), atol=1e-5)
+
+
+@needs_onednn
+@pytest.mark.parametrize("padding,zero_point", [((1, 3, 3), 2.0), ((0, 1, 2), 0.0), ((1, 3, 3), -1.0)])
+def test_width_taps_as_channels_equal_the_one_channel_conv(padding, zero_point):
+    """The first conv (1 input channel) runs with its width taps as channels: same integer sums
+    (not where the kernel zero point is outside 0..255: the padding could not hold it)."""
+    torch.manual_seed(2)
+    conv = QConv3d(1, 6, (3, 5, 7), padding=padding, bits=4, per_channel_act=False)
+    x = torch.rand(2, 1, 4, 9, 11)  # unsigned quantizer: kernel zero point = zero point
+    with torch.no_grad():
+        conv(x)
+        conv.act.zero_point.fill_(zero_point)
+    fast, plain = Int8Conv3d(conv), Int8Conv3d(conv)
+    plain.fuse = False
+    assert fast.width_taps == (zero_point >= 0) and not plain.width_taps
+    with torch.inference_mode():
+        a, b, ref = fast(x), plain(x), conv(x)
+    assert a.shape == b.shape == ref.shape
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a, ref, atol=1e-4)
