@@ -179,15 +179,16 @@ def load_scene(name: str) -> SceneInput:
 
 
 def ground_truth_for(gt_path: str | Path, n_meas: int, mask: np.ndarray, first: int = 0,
-                     partial: bool = False) -> np.ndarray:
+                     partial: bool = False, frames: np.ndarray | None = None) -> np.ndarray:
     """(N, T, H, W) ground truth for measurements first..first+N-1 coded with `mask`, from a file.
 
     With `partial`, a file that covers only the first k >= 1 of those measurements gives (k, T, H, W)
-    (the caller keeps those k measurements); otherwise too few frames are an error.
+    (the caller keeps those k measurements); otherwise too few frames are an error. `frames`: the
+    file's frames when they were already read (not read again).
     """
     from qsci import io
 
-    frames = io.read_scene(gt_path)
+    frames = io.read_scene(gt_path) if frames is None else frames
     name = Path(gt_path).name
     if frames.shape[1:] != mask.shape[1:]:
         raise QSCIError(f"{name}: ground-truth frames are {frames.shape[1:]}, the mask is {mask.shape[1:]}")
@@ -205,7 +206,7 @@ def ground_truth_for(gt_path: str | Path, n_meas: int, mask: np.ndarray, first: 
 
 def scene_from_files(
     meas_path: str | Path, mask_path: str | Path, gt_path: str | Path | None = None, real_scaling: bool = False,
-    scale: str = "auto", measurement: int | None = None,
+    scale: str = "auto", measurement: int | None = None, read: dict | None = None,
 ) -> SceneInput:
     """An uploaded measurement + mask (+ ground truth), validated with file-naming errors.
 
@@ -213,12 +214,15 @@ def scene_from_files(
     means `scale="real"`); `measurement` keeps one measurement of a file holding several. Ground
     truth may cover fewer measurements than the file holds: the covered ones are kept, with a
     notice. `info["notices"]` says what was done to the input, `info["warnings"]` what looks wrong.
+    `read` holds files already read by the caller ({"measurement": Measurement, "mask": array,
+    "ground truth": frames}), so that an upload is parsed once; the others are read here.
     """
     from qsci import io
     from qsci.io.inspect import input_warnings, scale_measurement
 
-    mask = io.read_mask(mask_path)
-    m = io.read_measurement(meas_path)
+    read = read or {}
+    mask = read["mask"] if "mask" in read else io.read_mask(mask_path)
+    m = read["measurement"] if "measurement" in read else io.read_measurement(meas_path)
     io.check_pair(m.data, mask, meas_path=meas_path, mask_path=mask_path)
     n_file = int(m.data.shape[0])
     meas = m.data
@@ -232,7 +236,8 @@ def scene_from_files(
     meas, notices = scale_measurement(meas, mask, "real" if real_scaling else scale, where=meas_path)
     gt = None
     if gt_path is not None:
-        gt = ground_truth_for(gt_path, meas.shape[0], mask, first=first, partial=True)
+        gt = ground_truth_for(gt_path, meas.shape[0], mask, first=first, partial=True,
+                              frames=read.get("ground truth"))
         if gt.shape[0] < meas.shape[0]:
             kept = (f"measurement {first} is" if gt.shape[0] == 1
                     else f"measurements {first}..{first + gt.shape[0] - 1} are")

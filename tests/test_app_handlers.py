@@ -262,6 +262,31 @@ def test_each_uploaded_file_is_described_as_soon_as_it_arrives(tiny_scene, tmp_p
     assert text.count("junk.npy") >= 2 and "✖" in text and "Traceback" not in text
 
 
+def test_an_inspected_upload_is_parsed_once(tiny_scene, tmp_path, monkeypatch):
+    """The upload tab reads each file once (one child process) and Reconstruct reuses that parse."""
+    from qsci.io import isolate
+
+    paths = [str(tmp_path / f"{n}.npy") for n in ("meas", "mask", "gt")]
+    for path, arr in zip(paths, (tiny_scene.meas, tiny_scene.mask, tiny_scene.gt.reshape(-1, 32, 32))):
+        np.save(path, arr)
+    real, parsers = isolate.read_upload, []
+    monkeypatch.setattr(isolate, "read_upload", lambda *a, **k: parsers.append(k.get("parser")) or real(*a, **k))
+    handlers.UPLOADS.clear()
+    text, picker = events.inspect_upload(*paths)
+    assert parsers == [handlers.INSPECT_PARSER]
+    assert "2 measurements of 32x32" in text and "8 planes (compression ratio 8) of 32x32" in text
+    assert "16 frames of 32x32" in text and "compression ratio **8**" in text and "ground truth: **yes**" in text
+    scene = handlers.load_upload(*paths)
+    assert parsers == [handlers.INSPECT_PARSER]  # not parsed again
+    fresh = real(*paths)  # what the default parser gives on its own
+    for a, b in ((scene.meas, fresh.meas), (scene.mask, fresh.mask), (scene.gt, fresh.gt)):
+        np.testing.assert_array_equal(a, b)
+    assert scene.info == fresh.info and scene.name == fresh.name == "meas.npy" and "files" not in scene.info
+    handlers.load_upload(*paths, index="1")  # other options: parsed for them
+    assert parsers == [handlers.INSPECT_PARSER, handlers.SCENE_FROM_FILES]
+    handlers.UPLOADS.clear()
+
+
 def test_example_uploads_are_reproducible_and_readable(tmp_path):
     from ui import examples
 

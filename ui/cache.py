@@ -1,4 +1,4 @@
-"""A small, thread-safe LRU for reconstruction results.
+"""A small, thread-safe LRU for reconstruction results (and parsed uploads).
 
 Re-running the same input with a method already computed should be instant, but a public demo
 must not grow without bound: the cache keeps at most `max_items` entries and `max_bytes` of
@@ -29,11 +29,11 @@ def array_digest(*arrays: np.ndarray | None) -> str:
 
 
 def _nbytes(value: Any) -> int:
-    # Sum the numpy payload of a result object (frames dominate; metadata is negligible).
+    # Sum the numpy payload of a result (frames) or a parsed upload (meas, mask, gt); metadata is negligible.
     if isinstance(value, np.ndarray):
         return value.nbytes
-    frames = getattr(value, "frames", None)
-    return frames.nbytes if isinstance(frames, np.ndarray) else 0
+    arrays = (getattr(value, name, None) for name in ("frames", "meas", "mask", "gt"))
+    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
 
 
 class ResultCache:

@@ -19,7 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from qsci.errors import QSCIError
-from ui import filecard, handlers, status
+from ui import handlers, status
 
 log = logging.getLogger("qsci.app")
 
@@ -250,18 +250,15 @@ def inspect_upload(meas_file, mask_file, gt_file):
 
     A file that cannot be read is reported here, in the upload tab's own info line (no toast).
     """
-    paths = [handlers._path(f) for f in (meas_file, mask_file, gt_file)]
-    files = filecard.upload_summary(*paths)
     reset = gr.Dropdown(choices=["all"], value="all")
-    if not meas_file or not mask_file:
-        return files, reset
-    try:
-        scene = handlers.load_upload(meas_file, mask_file, gt_file)
-    except QSCIError as exc:
+    files, scene, exc = handlers.inspect_upload(meas_file, mask_file, gt_file)  # each file parsed once
+    if isinstance(exc, QSCIError):
         return f"{files}\n\n**✖ Cannot use these files together:** {exc}", reset
-    except Exception as exc:
-        log.exception("unexpected error while inspecting an upload")
+    if exc is not None:
+        log.error("unexpected error while inspecting an upload", exc_info=exc)
         return f"{files}\n\n**✖ Internal error while reading the uploaded files:** {type(exc).__name__}: {exc}", reset
+    if scene is None:
+        return files, reset
     options = handlers.measurement_options(scene)
     return (handlers.describe_scene(scene) + "\n\n" + files,
             gr.Dropdown(choices=options, value="all", interactive=len(options) > 1))

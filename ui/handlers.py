@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from qsci.errors import QSCIError
-from ui import catalog, charts, panel, views, weights
+from ui import catalog, charts, filecard, panel, views, weights
 from ui.cache import ResultCache, array_digest
 
 Progress = Callable[[float, str], None] | None
@@ -169,7 +169,28 @@ def select_measurement(scene, index: int | str | None):
 
 #: "module:function" that parses an upload in the child process (`qsci.io.isolate`); tests swap in
 #: a stand-in that crashes, hangs or hogs memory (in a running app: env QSCI_UPLOAD_PARSER).
-UPLOAD_PARSER = "qsci.scenes:scene_from_files"
+UPLOAD_PARSER = SCENE_FROM_FILES = "qsci.scenes:scene_from_files"
+#: The upload tab's inspection: each file read and described once, the pair built from those reads
+#: by SCENE_FROM_FILES (so the scene is the one that parser gives).
+INSPECT_PARSER = "ui.filecard:inspect_files"
+#: Parsed uploads by (files and their versions, options, parser): an inspected upload is not parsed
+#: again when it is reconstructed with the default options.
+UPLOADS = ResultCache(max_items=4, max_bytes=512 << 20)
+
+
+def _upload_parser() -> str:
+    return os.environ.get("QSCI_UPLOAD_PARSER", "").strip() or UPLOAD_PARSER
+
+
+def _upload_key(paths, index: int | None, real_scaling: bool, scale: str, parser: str) -> tuple:
+    def version(path):
+        try:
+            st = os.stat(path)
+        except (OSError, TypeError):
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    return tuple(paths), tuple(version(p) for p in paths), index, bool(real_scaling), scale, parser
 
 
 def _measurement_index(index: int | str | None) -> int | None:
@@ -195,9 +216,48 @@ def load_upload(meas_file, mask_file, gt_file=None, index: int | str | None = "a
         raise QSCIError("upload a measurement file (.mat, .npy, .npz, .h5, .tif or an image)")
     if not mask_path:
         raise QSCIError("upload the mask file that coded this measurement (T planes of the same size)")
-    parser = os.environ.get("QSCI_UPLOAD_PARSER", "").strip() or UPLOAD_PARSER
-    return read_upload(meas_path, mask_path, gt_path, parser=parser, real_scaling=bool(real_scaling),
-                       scale=scale, measurement=_measurement_index(index))
+    parser = _upload_parser()
+    key = _upload_key((meas_path, mask_path, gt_path), _measurement_index(index), real_scaling, scale, parser)
+    scene = UPLOADS.get(key)
+    if scene is None:
+        scene = read_upload(meas_path, mask_path, gt_path, parser=parser, real_scaling=bool(real_scaling),
+                            scale=scale, measurement=key[2])
+        UPLOADS.put(key, scene)
+    return scene
+
+
+def inspect_upload(meas_file, mask_file, gt_file=None) -> tuple[str, object | None, Exception | None]:
+    """(a line per file, the pair's scene or None, what refused the pair or None) for the upload tab.
+
+    Every file is parsed once, in one child process, and the pair is built from those reads; the
+    scene is kept for `load_upload` with the default options. If that child dies (a crashing,
+    hanging or hungry parser), each file is described in a child of its own, as is a stand-in
+    parser's pair (QSCI_UPLOAD_PARSER).
+    """
+    from qsci.io.isolate import read_upload
+
+    paths = tuple(_path(f) for f in (meas_file, mask_file, gt_file))
+    pair = bool(paths[0] and paths[1])
+    if not any(paths):
+        return filecard.upload_summary(*paths), None, None
+    if _upload_parser() != SCENE_FROM_FILES:
+        files = filecard.upload_summary(*paths)
+        if not pair:
+            return files, None, None
+        try:
+            return files, load_upload(*paths), None
+        except Exception as exc:
+            return files, None, exc
+    try:
+        out = read_upload(*paths, parser=INSPECT_PARSER)
+    except QSCIError as exc:  # the child ended without an answer: each file on its own
+        return filecard.upload_summary(*paths), None, exc if pair else None
+    if isinstance(out, dict):
+        error = QSCIError(out["error"]) if "error" in out else None
+        return filecard.upload_summary(*paths, described=out["files"]), None, error
+    described = out.info.pop("files")
+    UPLOADS.put(_upload_key(paths, None, False, "auto", SCENE_FROM_FILES), out)
+    return filecard.upload_summary(*paths, described=described), out, None
 
 
 def describe_scene(scene) -> str:
