@@ -181,3 +181,14 @@ def test_fixed_mask_windows_and_video_clips():
     video = np.random.default_rng(0).integers(0, 256, (20, 90, 120), dtype=np.uint8)  # (F, H, W)
     clip = FrameSource([video], (0.6, 1.2)).sample(np.random.default_rng(1), 8, 64)
     assert clip.shape == (8, 64, 64) and clip.dtype == np.float32 and 0 <= clip.min() <= clip.max() <= 1
+
+
+def test_bench_times_the_training_step(monkeypatch):
+    """`python -m training.bench` times `train.train_step` itself, with the run's optimizer and rate."""
+    from training import bench
+
+    real, seen = bench.train_step, []
+    monkeypatch.setattr(bench, "train_step", lambda *a: seen.append((type(a[1]).__name__, a[4])) or real(*a))
+    cfg = TrainConfig(model_preset="t", crop=32, batch=1, data="images").validate()
+    out = bench.bench_model(cfg, steps=2, warmup=1, device=torch.device("cpu"), amp=False)
+    assert seen == [("Adam", cfg.lr)] * 3 and out["batch"] == 1 and out["samples_per_s"] > 0

@@ -1,4 +1,7 @@
-"""Training throughput: samples/s of full training steps (forward, MSE, backward, Adam).
+"""Training throughput: samples/s of full training steps, timed on `training.train.train_step`.
+
+The step timed is the one training runs (forward, loss, backward, gradient-norm clipping, the
+configured optimizer), so the numbers follow any change to it.
 
     python -m training.bench --preset t --crop 128 [--batch 4 --steps 10 --device cpu|cuda
                              --bits 32 --threads 2 --family gap --channels-last --data]
@@ -18,6 +21,7 @@ import torch
 
 from training.config import TrainConfig
 from training.data import ClipDataset
+from training.train import make_optimizer, train_step
 
 
 def _sync(device: torch.device) -> None:
@@ -33,7 +37,7 @@ def bench_model(cfg: TrainConfig, steps: int, warmup: int, device: torch.device,
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as in training: fixed shapes, autotuned kernels
     model = create_model(cfg.model_name, **cfg.model_overrides).to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = make_optimizer(model, cfg)
     ds = ClipDataset(cfg)
     pairs = [ds[i] for i in range(cfg.batch)]
     x0 = torch.stack([p[0] for p in pairs]).to(device)  # (B, 1, T, H, W)
@@ -46,12 +50,7 @@ def bench_model(cfg: TrainConfig, steps: int, warmup: int, device: torch.device,
     for i in range(warmup + steps):
         _sync(device)
         t, c = time.perf_counter(), time.process_time()
-        with ctx():
-            out = model(x0)
-        loss = torch.nn.functional.mse_loss(out.float(), x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, opt, (x0, x), cfg, cfg.lr, ctx)
         _sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t)
