@@ -135,7 +135,8 @@ def build_demo():
         frame.change(events.show_frame, [run_state, frame], results, api_visibility="private",
                      concurrency_limit=None, trigger_mode="always_last", show_progress="hidden")
 
-        # built on page load, not at start-up: counting the authors' models' BOPs takes seconds (then cached)
+        # built on page load, not at start-up: the table reads the manifest and every method's weights
+        # status (the S-preset BOPs are stored constants, qsci.plots.S_PRESET_BOPS)
         demo.load(handlers.method_note, None, method_table, api_visibility="private", show_progress="hidden",
                   concurrency_limit=None)
 

@@ -92,8 +92,7 @@ def method_choices(with_table: bool = True) -> tuple[list[tuple[str, str]], list
 
     Each label carries the method's benchmark score and bits (`ui.catalog`); the note is a table
     of score, bits, BOPs and source for every method, plus one line on what cannot run here.
-    `with_table=False` skips the table (counting the authors' models' BOPs takes seconds): the
-    app builds it on first page load with `method_note`.
+    `with_table=False` skips the table: the app builds it on first page load with `method_note`.
     """
     from qsci import zoo
     from ui import catalog
