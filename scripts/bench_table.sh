@@ -5,14 +5,12 @@ set -u
 uptime
 mkdir -p runs/bench
 run() { name=$1; shift; python -m qsci bench "$@" --threads 2 --size 256x256x8 --repeats 3 --json runs/bench/$name.json > /dev/null 2>runs/bench/$name.err; echo "$name $(python -c "import json;d=json.load(open('runs/bench/$name.json'));print(d['median_s'],d['backend'],d['weights'],round(d['peak_rss_mb']))" 2>/dev/null)"; }
-run s-fp32 --model qsci-s-fp32 --backend fp32
 run s-fp32-cl --model qsci-s-fp32 --backend fp32 --channels-last
 run s-bf16 --model qsci-s-fp32 --backend bf16 --channels-last
 run s-int8-8bit --model qsci-s-8bit --backend int8
 run s-int8-4bit --model qsci-s-4bit --backend int8
 run s-int8-3bit --model qsci-s-3bit --backend int8
 run s-int8-2bit --model qsci-s-2bit --backend int8
-run t-fp32 --model qsci-t-fp32 --backend fp32
 run t-fp32-cl --model qsci-t-fp32 --backend fp32 --channels-last
 run t-bf16 --model qsci-t-fp32 --backend bf16 --channels-last
 run t-int8-8bit --model qsci-t-8bit --backend int8
