@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from qsci.bench import calibrate, int8_agreement
 from qsci.deploy.intkernels import (FusedFakeQuant, Int8CFormer, Int8Conv3d, Int8Linear, Int8QSCINet,
@@ -199,6 +200,7 @@ def test_split_rows_and_frame_convs_equal_the_plain_layer():
         rows = [c1.codes(p).permute(0, 2, 3, 4, 1).reshape(-1, p.shape[1]) for p in parts]
         res = torch.randn(whole.shape)
         assert torch.allclose(c1.forward_rows(rows), whole, atol=1e-5)
+        assert torch.allclose(c1.forward_rows(rows, leaky=0.01), F.leaky_relu(whole, 0.01), atol=1e-5)
         assert torch.allclose(c1.forward_rows(rows, add=res), whole + res, atol=1e-5)
         acc = res.clone()
         out = c1.forward_rows(rows, accum=acc)

@@ -400,6 +400,12 @@ class Int8Conv3d(_Int8Base):
             self.bias, self.stride, pad, self.dilation, 1, 1.0, 0, torch.float32, "none", [], "")
 
     @property
+    def pointwise(self) -> bool:
+        """A fusable 1x1x1 conv with unit stride and no padding: a matmul on channels-last rows."""
+        return self.fuse and self.fusable and self.weight_int.shape[2:].numel() == 1 \
+            and self.stride == [1, 1, 1] and self.padding == [0, 0, 0] and self.groups == 1
+
+    @property
     def framewise(self) -> bool:
         """A (1, k, k) kernel with no temporal stride or padding: a 2-D conv over the B*T frames."""
         return self.weight_int.shape[2] == 1 and self.stride[0] == 1 and self.padding[0] == 0
@@ -452,21 +458,25 @@ class Int8Conv3d(_Int8Base):
         return self._packed_linear
 
     def forward_rows(self, parts: list[torch.Tensor], add: torch.Tensor | None = None,
-                     accum: torch.Tensor | None = None) -> torch.Tensor:
+                     accum: torch.Tensor | None = None, leaky: float | None = None) -> torch.Tensor:
         """1x1x1 conv on (N, C_j) uint8 code rows that are consecutive slices of its input channels:
         the codes are concatenated (one quantizer per layer, so the codes of a concatenation are the
         concatenation of the codes; 4x fewer bytes than the float torch.cat of the model), then one
         u8 x s8 matmul. `add` (N, Cout) is added in place to the new output; `accum` receives the
         output by the kernel's sum post-op. (One kernel per part, summed by post-ops, measured
-        10.2 ms against 7.0 for this on the 64-channel last conv.)"""
+        10.2 ms against 7.0 for this on the 64-channel last conv.) `leaky` (negative slope; not
+        with add/accum) applies LeakyReLU as the kernel's post-op: one pass over the output fewer."""
+        if leaky is not None and (add is not None or accum is not None):
+            raise ValueError("forward_rows: leaky applies to the conv output alone, not with add/accum")
         u = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         if accum is not None:
             return torch.ops.onednn.qlinear_pointwise.binary(
                 u.contiguous(), self.x_scale, self.x_zp, self.forward_rows_prepacked(), self.weight_scale,
                 self.w_zp, accum, self.bias, 1.0, 0, torch.float32, 1.0, 0, "sum", 1.0, "none", [], "")
+        post, args = ("none", []) if leaky is None else ("leaky_relu", [leaky])
         y = torch.ops.onednn.qlinear_pointwise(
             u.contiguous(), self.x_scale, self.x_zp, self.forward_rows_prepacked(), self.weight_scale, self.w_zp,
-            self.bias, 1.0, 0, torch.float32, "none", [], "")
+            self.bias, 1.0, 0, torch.float32, post, args, "")
         return y if add is None else y.add_(add)
 
 
@@ -539,7 +549,7 @@ class Int8ResDNet(nn.Module):
         for i in range(1, self.group_num):
             conv, act = self.dense_conv[i - 1]
             parts = [_rows(conv.codes(o)) for o in [*outs, groups[i]]]
-            z = F.leaky_relu_(conv.forward_rows(parts), act.negative_slope)
+            z = conv.forward_rows(parts, leaky=act.negative_slope)
             outs.append(self.cformer_list[i](_cl(z, shape)))
         conv = self.last_conv
         x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -584,14 +594,19 @@ class Int8QSCINet(QSCINet):
             and all(c.weight_int.shape[2:].numel() == 1 for c in ones)
 
     def _branch(self, seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu_(seq[0](x), seq[1].negative_slope)
+        """LeakyReLU(conv(x)); a 1x1x1 conv runs on code rows with LeakyReLU as its post-op."""
+        conv, slope = seq[0], seq[1].negative_slope
+        if conv.pointwise:
+            b, _, t, h, w = x.shape
+            return _cl(conv.forward_rows([_rows(conv.codes(x))], leaky=slope), (b, -1, t, h, w))
+        return F.leaky_relu_(conv(x), slope)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, H, W) -> (B, 4C, T, H/2, W/2)
         x1 = self._branch(self.fem_conv1_1, x).add_(self._branch(self.fem_conv1_2, x))
         x2 = self._branch(self.fem_conv2_1, x1).add_(self._branch(self.fem_conv2_2, x1))
         out = self._branch(self.fem_conv3_1, x2)
         conv, act = self.fem_conv3_2
-        side = F.leaky_relu_(conv.forward_rows([_unshuffle_rows(conv.codes(x2))]), act.negative_slope)
+        side = conv.forward_rows([_unshuffle_rows(conv.codes(x2))], leaky=act.negative_slope)
         return out.add_(_cl(side, out.shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -606,8 +621,7 @@ class Int8QSCINet(QSCINet):
         u11 = _shuffle_codes(self.up_conv.forward_rows_codes(up, v11), out.shape)
         u12 = _shuffle_codes(self.up_conv.forward_rows_codes(up, v12), out.shape)
         x1 = F.leaky_relu_(v11.forward_codes(u11), self.vrm_conv1_1[1].negative_slope)
-        side = F.leaky_relu_(v12.forward_rows([_rows(u12)]), self.vrm_conv1_2[1].negative_slope)
-        x1.add_(_cl(side, full))
+        x1.add_(_cl(v12.forward_rows([_rows(u12)], leaky=self.vrm_conv1_2[1].negative_slope), full))
         x2 = self._branch(self.vrm_conv2_1, x1).add_(self._branch(self.vrm_conv2_2, x1))
         y = self.vrm_conv3_1(x2)
         last = self.vrm_conv3_2
