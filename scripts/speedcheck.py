@@ -37,6 +37,58 @@ def _load() -> str:
         return "unknown"
 
 
+def _stages(runner, torch, size: tuple[int, int, int]) -> dict:
+    """Process CPU ms of one network call of `runner` split by stage (forward hooks; median of 3):
+    encoder, the ResDNet blocks, their CFormers, the attention inside them, and the rest."""
+    from qsci.bench import synthetic_batch
+    from qsci.deploy.intkernels import Int8CFormer, Int8TSAB
+
+    model = runner.model
+    clock: dict[str, list[float]] = {}
+    start: dict[str, float] = {}
+
+    def timed(name: str, module) -> list:
+        pre = module.register_forward_pre_hook(lambda *_: start.__setitem__(name, time.process_time()))
+        post = module.register_forward_hook(
+            lambda *_: clock.setdefault(name, []).append(time.process_time() - start[name]))
+        return [pre, post]
+
+    hooks = [h for b in model.resdnet_list for h in timed("resdnet", b)]
+    hooks += [h for m in model.modules() if isinstance(m, Int8CFormer) for h in timed("cformer", m)]
+    attention = Int8TSAB.forward_tokens
+
+    def forward_tokens(self, *a, **k):
+        c0 = time.process_time()
+        out = attention(self, *a, **k)
+        clock.setdefault("attention", []).append(time.process_time() - c0)
+        return out
+
+    x0, _, _ = synthetic_batch(size)
+    rounds = []
+    Int8TSAB.forward_tokens = forward_tokens
+    try:
+        with torch.inference_mode():
+            for _ in range(3):
+                clock.clear()
+                c0 = time.process_time()
+                enc = model.encode(x0)
+                clock["encode"] = [time.process_time() - c0]
+                model(x0)
+                total = time.process_time() - c0 - clock["encode"][0]
+                r = {k: 1000 * sum(v) for k, v in clock.items()}
+                r["total (network)"] = 1000 * total
+                r["cformer - attention"] = r.get("cformer", 0) - r.get("attention", 0)
+                r["resdnet - cformer"] = r.get("resdnet", 0) - r.get("cformer", 0)
+                r["up + decode"] = r["total (network)"] - r["encode"] - r.get("resdnet", 0)
+                rounds.append(r)
+                del enc
+    finally:
+        Int8TSAB.forward_tokens = attention
+        for h in hooks:
+            h.remove()
+    return {k: round(statistics.median(r[k] for r in rounds), 1) for k in rounds[0]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m scripts.speedcheck")
     ap.add_argument("--preset", default="t")
@@ -48,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", default="fp32,bf16,int8",
                     help="comma list of fp32, bf16, int8, int8-unfused, fakequant")
     ap.add_argument("--profile", default=None, help="after timing, torch.profiler table for this backend")
+    ap.add_argument("--stages", action="store_true",
+                    help="after timing, process CPU ms per network stage of one int8 call (median of 3)")
     args = ap.parse_args(argv)
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -103,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             report[f"{i8}{what}_speedup_vs_best_float_per_round"] = [round(r, 3) for r in per_round]
             report[f"{i8}{what}_speedup_vs_best_float_median"] = round(statistics.median(per_round), 3)
     print(json.dumps(report, indent=1), flush=True)
+    if args.stages and "int8" in runners:
+        print(json.dumps({"int8_stage_cpu_ms": _stages(runners["int8"][1], torch, size), "loadavg": _load()}), flush=True)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
