@@ -17,6 +17,13 @@ the kernel gets the integer codes with step 1 and weights `Wint * a_c * aw_o`, w
 (to float precision) as three int8 terms run in one call.
 The remaining fake quantizers (TSAB q/k/v/softmax, per head) stay float fake quantizers, done
 in place (`FusedFakeQuant`, `Int8TSAB`) with the same arithmetic.
+
+Fused graph (default, `fuse=True`, per-tensor layers on oneDNN): one wrapper per layer leaves
+most of the time in the float passes between the kernels (docs/int8.md: the integer convs were a
+fifth of the T 4-bit call), so the blocks are replaced too: planar integer attention
+(`Int8TSAB.forward_tokens`), residual sums and concatenations in the kernels or on uint8 codes
+(`Int8CFormer`, `Int8ResDNet`), the full-resolution stages on codes (`Int8QSCINet`), the
+one-channel first conv with its width taps as channels. Same values up to float rounding.
 """
 
 from __future__ import annotations
@@ -716,10 +723,12 @@ class FusedFakeQuant(nn.Module):
 class Int8TSAB(nn.Module):
     """Temporal self-attention of a converted Q-SCI block, with fewer passes over memory.
 
-    Same arithmetic as qsci.models.blocks.TSAB (quantized): the per-head q/k shifts and the
-    q/k/v fake quantizers are applied per column of the 2-D qkv output in place (one buffer
-    instead of three strided copies), and softmax over the 8 frames is spelled out in place
-    (torch's softmax over a last axis of 8 was 5x slower here).
+    Same arithmetic as qsci.models.blocks.TSAB (quantized). Default (`planar`): integer codes
+    laid out with pixels innermost (`forward_tokens`, 4x faster). Otherwise (per-channel steps,
+    `exact=True`, reference kernel, `fuse=False`): token-major, the per-head q/k shifts and the
+    q/k/v fake quantizers applied per column of the 2-D qkv output in place (one buffer instead
+    of three strided copies), softmax over the 8 frames spelled out in place (torch's softmax
+    over a last axis of 8 was 5x slower here).
     """
 
     def __init__(self, tsab: nn.Module, exact: bool = False):
