@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             report[f"{i8}{what}_speedup_vs_best_float_median"] = round(statistics.median(per_round), 3)
     print(json.dumps(report, indent=1), flush=True)
     if args.stages and "int8" in runners:
-        print(json.dumps({"int8_stage_cpu_ms": _stages(runners["int8"][1], torch, size), "loadavg": _load()}), flush=True)
+        stages = _stages(runners["int8"][1], torch, size)
+        print(json.dumps({"int8_stage_cpu_ms": stages, "loadavg": _load()}), flush=True)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 

@@ -504,8 +504,8 @@ class Int8CFormer(nn.Module):
     `s = scb(x) + tsab(x) + x; out = ffn(s) + s`: the attention's proj kernel writes tsab(x) + x,
     the SCB convs run as 2-D convs over frames and the second is added in place, the FFN's
     1x1x1 conv adds itself into s. Two fp32 adds fewer and no new buffer for the third; same
-    values up to the order of the float sums. Falls back to the plain formula when a layer cannot fuse (per-channel steps,
-    `exact=True`, the reference kernel).
+    values up to the order of the float sums. Falls back to the plain formula when a layer cannot
+    fuse (per-channel steps, `exact=True`, the reference kernel).
     """
 
     def __init__(self, cformer: nn.Module):
@@ -541,7 +541,7 @@ class Int8ResDNet(nn.Module):
         self.group_num = resdnet.group_num
         self.cformer_list, self.dense_conv, self.last_conv = resdnet.cformer_list, resdnet.dense_conv, resdnet.last_conv
         convs = [d[0] for d in self.dense_conv] + [self.last_conv]
-        self.fused = all(isinstance(c, Int8Conv3d) and c.fusable and c.weight_int.shape[2:].numel() == 1 for c in convs) \
+        self.fused = all(isinstance(c, Int8Conv3d) and c.pointwise for c in convs) \
             and all(isinstance(d[1], nn.LeakyReLU) for d in self.dense_conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, dim, T, h, w)
@@ -758,7 +758,8 @@ class Int8TSAB(nn.Module):
     @property
     def planar(self) -> bool:
         """True when the planar integer path runs (per-tensor linears on oneDNN, default rounding)."""
-        return self.fuse and isinstance(self.qkv, Int8Linear) and isinstance(self.proj, Int8Linear) and self.qkv.fusable \
+        return self.fuse and isinstance(self.qkv, Int8Linear) and isinstance(self.proj, Int8Linear) \
+            and self.qkv.fusable \
             and self.proj.fusable and bool(((self.hi - self.lo) == (self.hi - self.lo)[0]).all()) \
             and float(self.hi[0] - self.lo[0]) <= 255 and not self._shift_in_bias
 
@@ -823,7 +824,6 @@ class Int8TSAB(nn.Module):
         base = self.shift.double() + (0 if qkv.bias is None else qkv.bias.double())
         heads = slice(0, self.inner, d)
         aq, ak, av = a[heads], a[self.inner:][heads], a[2 * self.inner:][heads]
-        hv = [1, 1, 1, 1]
         pa, pz = self.attn_act.scale.double(), self.attn_act.zero_point.double()
         return {
             # -lo is even (0 or -2^(b-1)), so round(v + zr - lo) = round(v + zr) - lo, ties included
@@ -831,12 +831,13 @@ class Int8TSAB(nn.Module):
             "w_scale": (qkv.weight_scale.double() / a).float(), "bias": (base / a + zr - lo).float(),
             "w_zp": torch.zeros_like(qkv.w_zp), "span": int(self.hi[0] - self.lo[0]),
             "center": (zr - lo).float().reshape(-1, 1),  # code byte - center = integer code - zr
-            "logit": (self.scale * aq * ak).float().reshape(-1, *hv[1:]),
-            "pa": pa.float().reshape(-1, *hv[1:]), "pz": pz.float().reshape(-1, *hv[1:]),
-            "out": (pa * av / proj.x_scale).float().reshape(-1, *hv[1:]),
+            "logit": (self.scale * aq * ak).float().reshape(-1, 1, 1, 1),
+            "pa": pa.float().reshape(-1, 1, 1, 1), "pz": pz.float().reshape(-1, 1, 1, 1),
+            "out": (pa * av / proj.x_scale).float().reshape(-1, 1, 1, 1),
             # largest |code - zr| of q, k, v and of the attention codes: int16 arithmetic when exact
             "qkv_max": [float(torch.maximum((self.hi - self.zr)[part], (self.zr - self.lo)[part]).abs().max())
-                        for part in (slice(0, self.inner), slice(self.inner, 2 * self.inner), slice(2 * self.inner, None))],
+                        for part in (slice(0, self.inner), slice(self.inner, 2 * self.inner),
+                                     slice(2 * self.inner, None))],
             "attn_max": float(torch.maximum((self.attn_act.qmax - pz).abs(), (self.attn_act.qmin - pz).abs()).max()),
         }
 
