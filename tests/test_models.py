@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from qsci.errors import QSCIError
 from qsci.models import (ModelConfig, QSCINet, build_model, create_model, get_config, init_from_fp,
@@ -78,6 +79,17 @@ def test_pixel_shuffle_roundtrip():
     y = pixel_unshuffle_frames(x)
     assert y.shape == (2, 12, 4, 3, 4)
     assert torch.equal(pixel_shuffle_frames(y), x)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_pixel_shuffle_is_torchs_per_frame(layout):
+    """Both code paths (einops pattern, channels-last F.pixel_shuffle) equal torch's op frame by frame."""
+    x = torch.randn(2, 12, 3, 4, 5).contiguous(memory_format=layout)
+    y = pixel_shuffle_frames(x)
+    assert torch.equal(y, torch.stack([F.pixel_shuffle(x[:, :, i], 2) for i in range(3)], dim=2))
+    z = torch.randn(2, 3, 3, 4, 6).contiguous(memory_format=layout)
+    expected = torch.stack([F.pixel_unshuffle(z[:, :, i], 2) for i in range(3)], dim=2)
+    assert torch.equal(pixel_unshuffle_frames(z), expected)
 
 
 @pytest.mark.parametrize("bits", [8, 4])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from einops import rearrange
 
 from qsci.quant.lsq import ActQuantizer, QConv3d, QLinear
 
@@ -50,18 +51,24 @@ class Layers:
 
 
 def pixel_shuffle_frames(x: torch.Tensor, r: int = 2) -> torch.Tensor:
-    """(B, C*r*r, T, h, w) -> (B, C, T, h*r, w*r), each frame on its own."""
-    b, c, t, h, w = x.shape
-    y = x.transpose(1, 2).reshape(b * t, c, h, w)
-    y = F.pixel_shuffle(y, r)  # (B*T, C/r^2, h*r, w*r)
-    return y.reshape(b, t, c // (r * r), h * r, w * r).transpose(1, 2)
+    """Each frame's F.pixel_shuffle: channel c*r*r + i*r + j lands at pixel (h*r + i, w*r + j)."""
+    if x.is_contiguous():  # one copy instead of three (fold, shuffle, the next conv's input)
+        return rearrange(x, "b (c i j) t h w -> b c t (h i) (w j)", i=r, j=r)
+    return _per_frame(F.pixel_shuffle, x, r)
 
 
 def pixel_unshuffle_frames(x: torch.Tensor, r: int = 2) -> torch.Tensor:
-    """(B, C, T, H, W) -> (B, C*r*r, T, H/r, W/r), each frame on its own."""
-    b, c, t, h, w = x.shape
-    y = F.pixel_unshuffle(x.transpose(1, 2).reshape(b * t, c, h, w), r)  # (B*T, C*r^2, H/r, W/r)
-    return y.reshape(b, t, c * r * r, h // r, w // r).transpose(1, 2)
+    """Each frame's F.pixel_unshuffle, the inverse of `pixel_shuffle_frames`."""
+    if x.is_contiguous():
+        return rearrange(x, "b c t (h i) (w j) -> b (c i j) t h w", i=r, j=r)
+    return _per_frame(F.pixel_unshuffle, x, r)
+
+
+def _per_frame(shuffle, x: torch.Tensor, r: int) -> torch.Tensor:
+    """Channels-last input (the int8 and bf16 runners'): folding T into the batch is a view there,
+    and torch's channels-last (un)shuffle keeps the layout; a reorder costs up to 3x (T preset)."""
+    frames = rearrange(x, "b c t h w -> (b t) c h w")
+    return rearrange(shuffle(frames, r), "(b t) c h w -> b c t h w", b=x.shape[0])
 
 
 class LearnableBias(nn.Module):
@@ -99,21 +106,18 @@ class TSAB(nn.Module):
             for name in ("q_act", "k_act", "v_act", "attn_act"):
                 setattr(self, name, ActQuantizer(layers.bits, heads, per_channel=True, ch_axis=1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, g, T, H, W)
-        b, g, t, h, w = x.shape
-        tokens = x.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, g)  # (N, T, g)
-        n, d = tokens.shape[0], self.inner // self.heads
-        qkv = self.qkv(tokens).reshape(n, t, 3, self.heads, d).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # (N, heads, T, d)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, _, h, _ = x.shape
+        tokens = rearrange(x, "b g t h w -> (b h w) t g")  # one token sequence per pixel
+        q, k, v = rearrange(self.qkv(tokens), "n t (qkv heads d) -> qkv n heads t d", qkv=3, heads=self.heads)
         if self.quantized:
             q, k, v = self.q_act(self.moveq(q)), self.k_act(self.movek(k)), self.v_act(v)
         attn = (q @ k.transpose(-2, -1)) * self.scale  # (N, heads, T, T)
         attn = attn.softmax(dim=-1)
         if self.quantized:
             attn = self.attn_act(attn)
-        out = (attn @ v).transpose(1, 2).reshape(n, t, self.inner)  # (N, T, g/2)
-        out = self.proj(out)  # (N, T, g)
-        return out.reshape(b, h, w, t, g).permute(0, 4, 3, 1, 2)
+        out = self.proj(rearrange(attn @ v, "n heads t d -> n t (heads d)"))
+        return rearrange(out, "(b h w) t g -> b g t h w", b=b, h=h)
 
 
 class CFormer(nn.Module):
