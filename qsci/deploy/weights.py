@@ -10,6 +10,7 @@ the networks in `qsci.models.checkpoints`; this module owns the files.
 from __future__ import annotations
 
 import pickle
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,18 @@ TRAINING_FORMAT = "qsci-train-v1"  # training/checkpointing.py writes it
 KINDS = ("packed", "training", "ours", "official")
 # what unpacking a packed dict with missing or malformed parts raises
 _DAMAGED = (KeyError, TypeError, ValueError, IndexError, RuntimeError)
+
+
+@contextmanager
+def _packed_errors(path: Path):
+    """Unpacking errors name the file: the packing code does not know it, and a damaged file
+    raises plain Python errors."""
+    try:
+        yield
+    except QSCIError as exc:
+        raise InputFileError(path, str(exc)) from None
+    except _DAMAGED as exc:
+        raise InputFileError(path, f"damaged packed checkpoint ({type(exc).__name__})") from None
 
 
 def read_weights(path: str | Path, map_location="cpu") -> object:
@@ -62,12 +75,8 @@ class WeightsFile:
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Float weights by entry name (packed codes unpacked; `module.` prefixes removed)."""
         if self.kind == "packed":
-            try:
+            with _packed_errors(self.path):
                 return packing.unpack_state_dict(self.content)
-            except QSCIError as exc:
-                raise InputFileError(self.path, str(exc)) from None
-            except _DAMAGED as exc:
-                raise InputFileError(self.path, f"damaged packed checkpoint ({type(exc).__name__})") from None
         return ckpts.state_dict_of(self.content, self.path)
 
 
@@ -135,12 +144,8 @@ def load_model(source: str | Path | WeightsFile) -> nn.Module:
         return load_official(wf)[0]
     config = _config(wf)
     if wf.kind == "packed":
-        try:
+        with _packed_errors(wf.path):
             return packing.unpack_into(build_model(config), wf.content).eval()
-        except QSCIError as exc:  # the packing error does not know the file
-            raise InputFileError(wf.path, str(exc)) from None
-        except _DAMAGED as exc:
-            raise InputFileError(wf.path, f"damaged packed checkpoint ({type(exc).__name__})") from None
     return ckpts.load_strictly(build_model(config), wf.state_dict(), wf.path, config.name).eval()
 
 
