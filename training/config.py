@@ -15,6 +15,7 @@ from typing import Any
 
 from qsci.data import EVAL_SCENES
 from qsci.errors import QSCIError
+from qsci.quant.lsq import STEP_INITS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 BITS = (32, 8, 4, 3, 2)  # 32 = full precision
@@ -29,6 +30,7 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)  # passed to qsci.models.create_model
     init_from: str = ""  # weights to start from: full precision for QAT (spec 5), or same bits to fine-tune
     zero_last: bool = False  # zero the output conv(s) after --init-from: a residual model starts at its input
+    step_init: str = "lsq"  # first quantizer steps: "lsq" (the paper's) | "mse" (least-error range + zero point)
     # data
     data: str = "builtin"  # "builtin" | "images" | path to DAVIS 2017 (JPEGImages/480p/<video>/*.jpg)
     cr: int = 8  # frames per snapshot
@@ -85,6 +87,8 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         if self.bits not in BITS:
             raise QSCIError(f"bits must be one of {BITS}, got {self.bits}")
+        if self.step_init not in STEP_INITS:
+            raise QSCIError(f"step_init must be one of {', '.join(STEP_INITS)}, got {self.step_init!r}")
         for name in ("optimizer", "loss", "amp", "device"):
             allowed = {"optimizer": ("adam", "adamw"), "loss": ("mse", "rmse"),
                        "amp": ("auto", "bf16", "off"), "device": ("auto", "cpu", "cuda")}[name]

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from qsci.errors import QSCIError
 from qsci.models.efficientsci import zero_last_layer
+from qsci.quant.lsq import set_step_init
 from training import distributed as D
 from training.checkpointing import load_checkpoint, save_checkpoint, set_rng_state, strip_ddp_prefix
 from training.config import TrainConfig, build_arg_parser, resolve, save_config
@@ -201,6 +202,7 @@ def prepare_model(cfg: TrainConfig, resume: dict | None, dist: D.DistInfo):
         step, samples = int(resume["step"]), int(resume["samples"])
     else:
         model = build_model(cfg)
+        set_step_init(model, cfg.step_init)
         if cfg.init_from:
             report = init_weights(model, cfg.init_from)
             if cfg.zero_last:

@@ -22,6 +22,12 @@ import torch.nn.functional as F
 _MIN_STEP = 1e-8
 # Values below this in the first batch make an activation quantizer signed (spec section 5).
 SIGNED_THRESHOLD = -1e-5
+# How a fresh quantizer picks its first step: "lsq" is the paper's `2 * mean|.| / sqrt(Qp)`;
+# "mse" searches the clipping range (and, for activations, the zero point) that minimises the
+# quantization error of the first tensor (our extension for b < 8; see `mse_act_params`).
+STEP_INITS = ("lsq", "mse")
+_MSE_GRID = 48
+_MSE_SAMPLES = 1 << 18
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -95,6 +101,7 @@ class ActQuantizer(nn.Module):
         self.zero_point = nn.Parameter(torch.zeros(n))
         self.register_buffer("init_state", torch.zeros(1))
         self.register_buffer("signed", torch.zeros(1))
+        self.step_init = "lsq"  # not saved: it only matters before the first tensor
 
     def qrange(self) -> tuple[int, int]:
         return signed_range(self.bits) if bool(self.signed.item()) else unsigned_range(self.bits)
@@ -103,7 +110,14 @@ class ActQuantizer(nn.Module):
     def initialize(self, x: torch.Tensor) -> None:
         """First-batch initialisation of `signed`, `alpha` (zero point stays 0)."""
         self.signed.fill_(float(bool((x < SIGNED_THRESHOLD).any())))
-        _, qmax = self.qrange()
+        qmin, qmax = self.qrange()
+        if self.step_init == "mse":
+            axis = self.ch_axis if self.alpha.numel() > 1 else None
+            alpha, zero_point = mse_act_params(x, qmin, qmax, axis)
+            self.alpha.copy_(alpha)
+            self.zero_point.copy_(zero_point)
+            self.init_state.fill_(1)
+            return
         if self.alpha.numel() > 1:
             dims = [d for d in range(x.ndim) if d != self.ch_axis % x.ndim]
             mean_abs = x.detach().abs().mean(dim=dims)  # (C,)
@@ -144,10 +158,11 @@ class WeightQuantizer(nn.Module):
         self.bits = int(bits)
         self.alpha = nn.Parameter(torch.ones(out_channels))
         self.register_buffer("init_state", torch.zeros(1))
+        self.step_init = "lsq"
 
     @torch.no_grad()
     def initialize(self, w: torch.Tensor) -> None:
-        self.alpha.copy_(init_weight_step(w, self.bits))
+        self.alpha.copy_(init_weight_step(w, self.bits, self.step_init))
         self.init_state.fill_(1)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
@@ -156,11 +171,70 @@ class WeightQuantizer(nn.Module):
         return fake_quant_weight(w, self.alpha, self.bits)
 
 
-def init_weight_step(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """Per-output-channel LSQ initial step `2 * mean|w_o| / sqrt(Qp)`, shape (O,)."""
-    _, qp = signed_range(bits)
-    mean_abs = w.detach().abs().reshape(w.shape[0], -1).mean(dim=1)
-    return (2 * mean_abs / math.sqrt(qp)).clamp_min(_MIN_STEP)
+def init_weight_step(w: torch.Tensor, bits: int, method: str = "lsq") -> torch.Tensor:
+    """Per-output-channel initial step, shape (O,): LSQ's `2 * mean|w_o| / sqrt(Qp)`, or ("mse")
+    the symmetric clipping `c * max|w_o| / Qp` with the least squared error over a grid of c."""
+    qn, qp = signed_range(bits)
+    rows = w.detach().float().reshape(w.shape[0], -1)
+    if method == "lsq":
+        return (2 * rows.abs().mean(dim=1) / math.sqrt(qp)).clamp_min(_MIN_STEP)
+    top = rows.abs().amax(dim=1) / qp
+    best_err, best = None, top
+    for c in torch.linspace(1.0 / _MSE_GRID, 1.0, _MSE_GRID).tolist():
+        a = (top * c).clamp_min(_MIN_STEP)[:, None]
+        err = ((rows / a).round().clamp(qn, qp) * a - rows).pow(2).mean(dim=1)
+        if best_err is None:
+            best_err, best = err, a[:, 0].clone()
+        else:
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best = torch.where(better, a[:, 0], best)
+    return best.clamp_min(_MIN_STEP)
+
+
+@torch.no_grad()
+def mse_act_params(x: torch.Tensor, qmin: int, qmax: int, ch_axis: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(step, zero point) per tensor (`ch_axis=None`) or per channel: the range
+    `c * [min(x, 0), max(x, 0)]` mapped onto the codes qmin..qmax, with c chosen on a grid to
+    minimise the squared error of the fake-quantized tensor.
+
+    Why: LSQ's mean-based step with zero point 0 leaves most codes unused at b < 8 bits, e.g. a
+    signed 4-bit quantizer after LeakyReLU (which has tiny negatives) spends half its codes on
+    them, and the [0, 1] network input got 3 of 16 codes in our first QAT runs.
+    """
+    t = x.detach().float()
+    rows = t.reshape(1, -1) if ch_axis is None else t.movedim(ch_axis, 0).reshape(t.shape[ch_axis], -1)
+    if rows.shape[1] > _MSE_SAMPLES:  # a fixed, evenly spread subset keeps the search cheap
+        rows = rows[:, torch.linspace(0, rows.shape[1] - 1, _MSE_SAMPLES).long()]
+    lo, hi = rows.amin(dim=1).clamp(max=0), rows.amax(dim=1).clamp(min=0)
+    best_err = best_a = best_z = None
+    for c in torch.linspace(1.0 / _MSE_GRID, 1.0, _MSE_GRID).tolist():
+        a = ((hi - lo) * c / (qmax - qmin)).clamp_min(_MIN_STEP)
+        z = (qmin - lo * c / a).round()
+        q = ((rows / a[:, None] + z[:, None]).round().clamp(qmin, qmax) - z[:, None]) * a[:, None]
+        err = (q - rows).pow(2).mean(dim=1)
+        if best_err is None:
+            best_err, best_a, best_z = err, a, z
+        else:
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_a, best_z = torch.where(better, a, best_a), torch.where(better, z, best_z)
+    return best_a, best_z
+
+
+def set_step_init(model: nn.Module, method: str) -> int:
+    """Choose how the model's fresh quantizers initialise their steps ("lsq" or "mse").
+
+    Returns the number of quantizers (weight and activation) it applies to.
+    """
+    if method not in STEP_INITS:
+        raise ValueError(f"step init must be one of {STEP_INITS}, got {method!r}")
+    n = 0
+    for module in model.modules():
+        if isinstance(module, (ActQuantizer, WeightQuantizer, QLayerMixin)):
+            module.step_init = method
+            n += 1
+    return n
 
 
 class QLayerMixin:
@@ -177,13 +251,14 @@ class QLayerMixin:
         self.bits = int(bits)
         self.alpha = nn.Parameter(torch.ones(self.weight.shape[0]))  # (O,)
         self.register_buffer("init_state", torch.zeros(1))
+        self.step_init = "lsq"
         self.act = ActQuantizer(act_bits or bits, in_channels, per_channel_act, ch_axis)
 
     def quant_weight(self) -> torch.Tensor:
         """Fake-quantized weight (float, STE gradients); initialises `alpha` on first use."""
         if self.init_state.item() == 0:
             with torch.no_grad():
-                self.alpha.copy_(init_weight_step(self.weight, self.bits))
+                self.alpha.copy_(init_weight_step(self.weight, self.bits, self.step_init))
                 self.init_state.fill_(1)
         return fake_quant_weight(self.weight, self.alpha, self.bits)
 
