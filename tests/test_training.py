@@ -7,6 +7,7 @@ so the whole file stays well under two minutes on two CPU cores.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -192,3 +193,26 @@ def test_bench_times_the_training_step(monkeypatch):
     cfg = TrainConfig(model_preset="t", crop=32, batch=1, data="images").validate()
     out = bench.bench_model(cfg, steps=2, warmup=1, device=torch.device("cpu"), amp=False)
     assert seen == [("Adam", cfg.lr)] * 3 and out["batch"] == 1 and out["samples_per_s"] > 0
+
+
+def test_distillation_target_and_teacher_checks(tmp_path):
+    T.train(tiny_cfg(tmp_path / "fp", max_steps=2))
+    fp_path = str(tmp_path / "fp" / "ckpt.pt")
+    student = T.build_model(tiny_cfg(tmp_path / "x", bits=4))
+    teacher = T.load_teacher(tiny_cfg(tmp_path / "x", bits=4, distill_from=fp_path), student, torch.device("cpu"))
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
+    x0, x = torch.rand(2, 1, 8, 16, 16), torch.rand(2, 8, 16, 16)
+    with torch.no_grad():
+        t = teacher(x0)
+    assert torch.equal(T.distilled_target(teacher, x0, x, 0.0), x)
+    assert torch.allclose(T.distilled_target(teacher, x0, x, 1.0), t)
+    assert torch.allclose(T.distilled_target(teacher, x0, x, 0.25), 0.75 * x + 0.25 * t)
+    # a QAT run that distils trains and saves; a quantized teacher is refused by name
+    summary = T.train(tiny_cfg(tmp_path / "q4", bits=4, init_from=fp_path, distill_from=fp_path,
+                               step_init="mse", max_steps=2))
+    assert summary["step"] == 2 and math.isfinite(summary["final_loss"])
+    with pytest.raises(QSCIError, match="teacher must be full precision"):
+        T.load_teacher(tiny_cfg(tmp_path / "x", bits=4, distill_from=str(tmp_path / "q4" / "ckpt.pt")),
+                       student, torch.device("cpu"))
+    with pytest.raises(QSCIError, match="distill_weight must lie in"):
+        tiny_cfg(tmp_path / "x", bits=4, distill_weight=1.5).validate()

@@ -31,6 +31,8 @@ class TrainConfig:
     init_from: str = ""  # weights to start from: full precision for QAT (spec 5), or same bits to fine-tune
     zero_last: bool = False  # zero the output conv(s) after --init-from: a residual model starts at its input
     step_init: str = "lsq"  # first quantizer steps: "lsq" (the paper's) | "mse" (least-error range + zero point)
+    distill_from: str = ""  # full-precision checkpoint whose outputs the QAT model also learns
+    distill_weight: float = 0.8  # target = (1 - w) * ground truth + w * teacher output (with distill_from)
     # data
     data: str = "builtin"  # "builtin" | "images" | path to DAVIS 2017 (JPEGImages/480p/<video>/*.jpg)
     cr: int = 8  # frames per snapshot
@@ -87,6 +89,8 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         if self.bits not in BITS:
             raise QSCIError(f"bits must be one of {BITS}, got {self.bits}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise QSCIError(f"distill_weight must lie in [0, 1], got {self.distill_weight}")
         if self.step_init not in STEP_INITS:
             raise QSCIError(f"step_init must be one of {', '.join(STEP_INITS)}, got {self.step_init!r}")
         for name in ("optimizer", "loss", "amp", "device"):

@@ -86,6 +86,33 @@ def init_weights(model: torch.nn.Module, path: str) -> dict:
     return report
 
 
+def load_teacher(cfg: TrainConfig, student: torch.nn.Module, device) -> torch.nn.Module | None:
+    """The full-precision model a QAT run distils from (`--distill-from`), frozen, or None.
+
+    Why: on the synthetic crops most of the loss against ground truth is content the full-precision
+    network cannot fix either; the teacher's output points at what quantization lost.
+    """
+    if not cfg.distill_from:
+        return None
+    ckpt = load_checkpoint(cfg.distill_from)
+    teacher = build_model(cfg, ckpt.get("config"))
+    if int(teacher.config.bits) != 32:
+        raise QSCIError(f"--distill-from {cfg.distill_from}: a {teacher.config.bits}-bit model; "
+                        "the teacher must be full precision")
+    if (teacher.config.init, teacher.config.residual) != (student.config.init, student.config.residual):
+        raise QSCIError(f"--distill-from {cfg.distill_from}: its input ({teacher.config.init}) or residual "
+                        f"differs from the {student.config.name} model being trained")
+    teacher.load_state_dict(strip_ddp_prefix(ckpt["model_state_dict"]))
+    return teacher.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def distilled_target(teacher: torch.nn.Module, x0: torch.Tensor, x: torch.Tensor, weight: float) -> torch.Tensor:
+    """`(1 - weight) * x + weight * teacher(x0)`: its MSE has the gradient of the weighted sum of
+    the ground-truth and teacher losses."""
+    return torch.lerp(x, teacher(x0).float(), weight)
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
@@ -284,9 +311,12 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
                          init=(model.config.init, model.config.init_iters))
     batches = iter(loader)
 
+    teacher = load_teacher(cfg, model, dist.device)
+
     def next_batch():
         x0, x = next(batches)  # (B, 1, T, H, W), (B, T, H, W)
-        return x0.to(dist.device, non_blocking=True), x.to(dist.device, non_blocking=True)
+        x0, x = x0.to(dist.device, non_blocking=True), x.to(dist.device, non_blocking=True)
+        return (x0, distilled_target(teacher, x0, x, cfg.distill_weight)) if teacher is not None else (x0, x)
 
     batch = next_batch()
     raw = model
