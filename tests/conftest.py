@@ -17,6 +17,19 @@ if not (DATA_DIR / "simulation" / "drop8_cacti.mat").is_file():
         f"QSCI_DATA_DIR={DATA_DIR} does not hold the benchmark files "
         "(simulation/drop8_cacti.mat missing). Point QSCI_DATA_DIR at the shared data folder."
     )
+# The method's reference files (spec, authors' checkpoint schemas) sit beside the data folder.
+REFERENCE_DIR = Path(os.environ.get("QSCI_REFERENCE_DIR", DATA_DIR.parent / "reference"))
+
+
+@pytest.fixture(scope="session")
+def reference_file():
+    """Path of a reference file; a missing one fails the test with where it was looked for."""
+    def find(name: str) -> Path:
+        path = REFERENCE_DIR / name
+        if not path.is_file():
+            pytest.fail(f"{path} is missing: set QSCI_REFERENCE_DIR to the folder holding {name}")
+        return path
+    return find
 
 
 @pytest.fixture(scope="session")

@@ -16,15 +16,14 @@ from qsci.errors import QSCIError
 from qsci.models import create_model
 from qsci.models.checkpoints import VARIANTS, detect_variant, estimate_bits, save_model
 
-SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_checkpoint_schemas.json"
 FILE_NAMES = {"qsci_8bit": "8bit.pth", "qsci_4bit": "4bit.pth", "qsci_3bit": "3bit.pth",
               "qsci_2bit": "2bit.pth", "efficientsci_s_fp": "full_precision.pth",
               "efficientsci_b_fp": "efficientsci_base.pth"}
 
 
 @pytest.fixture(scope="module")
-def schema() -> dict:
-    return json.loads(SCHEMA.read_text())
+def schema(reference_file) -> dict:
+    return json.loads(reference_file("official_checkpoint_schemas.json").read_text())
 
 
 def synthetic_state_dict(entries: dict[str, list[int]], bits: int, seed: int = 0) -> dict:
