@@ -158,6 +158,7 @@ def ex_campaign_plan(cmd, tmp):
     waves = [line for line in r.stdout.splitlines() if line.startswith("wave ")]
     assert len(waves) == 5 and "t_gap_fp32.json" in waves[0], r.stdout
     assert all("--init-from runs/campaign/t_gap_fp32/ckpt.pt" in w for w in waves[1:]), r.stdout
+    assert all("--distill-from runs/campaign/t_gap_fp32/ckpt.pt" in w for w in waves[1:]), r.stdout
 
 
 def ex_gpu_recipe(cmd, tmp):

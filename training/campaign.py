@@ -7,7 +7,8 @@
 Why a driver: the campaign spans sessions. Each stretch starts from the committed training state
 (`checkpoints/qsci-<preset>-gap-fp32.train.pt`, or the end-to-end model plus a zeroed output
 layer the first time), trains full precision on a fresh cosine schedule, then runs QAT for each
-bit width from the new full-precision weights (several at once, one thread each on a CPU), and
+bit width from the new full-precision weights, which also serve as its distillation teacher
+(several at once, one thread each on a CPU), and
 finally packs every model into `checkpoints/` and measures it with `python -m qsci evaluate`
 through `training.export`. Stages are plain `python -m training.train` processes, so each one
 is resumable and logged on its own; `--dry-run` prints the commands.
@@ -60,7 +61,7 @@ def plan(args) -> list[list[list[str]]]:
                                  start)])
     fp_ckpt = fp_run / "ckpt.pt" if args.fp_minutes > 0 else state
     qat = [_train_cmd(f"training/configs/{p}_gap_qat{b}.json", runs / f"{p}_gap_qat{b}", args.qat_minutes,
-                      args, ["--init-from", str(fp_ckpt)]) for b in args.bits]
+                      args, ["--init-from", str(fp_ckpt), "--distill-from", str(fp_ckpt)]) for b in args.bits]
     for i in range(0, len(qat), max(1, args.parallel)):
         waves.append(qat[i:i + args.parallel])
     return waves
