@@ -37,3 +37,12 @@ def test_select_names_the_candidate_whose_evaluation_failed(tmp_path, monkeypatc
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: SimpleNamespace(returncode=1, stdout="", stderr="error: no such file"))
     with pytest.raises(SystemExit, match="validation failed for runs/x: error: no such file"):
         export.select("qsci-t-gap-2bit", [export.Path("runs/x")])
+
+
+def test_training_minutes_add_up_resumed_segments(tmp_path):
+    # one log, two processes: elapsed_s restarts when --resume continues the run
+    records = [{"step": 20, "elapsed_s": 600.0}, {"step": 40, "elapsed_s": 1200.0},
+               {"step": 40, "eval": {}}, {"step": 60, "elapsed_s": 300.0}, {"step": 80, "elapsed_s": 900.0}]
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    assert export._training_minutes(tmp_path) == 35.0
+    assert export._training_minutes(tmp_path / "missing") == 0.0

@@ -60,14 +60,19 @@ def _hardware(threads: int | None) -> str:
 
 
 def _training_minutes(run: Path) -> float:
-    """Wall-clock minutes of the run, from the last logged `elapsed_s`."""
-    elapsed = 0.0
+    """Wall-clock minutes of the run: the logged `elapsed_s` restarts at each resume (--resume
+    appends to the same log), so each segment's last value is summed."""
+    total = last = 0.0
     log = run / "log.jsonl"
     if log.is_file():
         for line in log.read_text().splitlines():
-            rec = json.loads(line)
-            elapsed = max(elapsed, float(rec.get("elapsed_s", 0.0)))
-    return round(elapsed / 60.0, 2)
+            elapsed = json.loads(line).get("elapsed_s")
+            if elapsed is None:
+                continue
+            if float(elapsed) < last:  # a resumed process: a new segment
+                total += last
+            last = float(elapsed)
+    return round((total + last) / 60.0, 2)
 
 
 def _run_samples(run: Path) -> int:
