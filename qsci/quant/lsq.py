@@ -108,15 +108,14 @@ class ActQuantizer(nn.Module):
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
-        """First-batch initialisation of `signed`, `alpha` (zero point stays 0)."""
+        """First-batch initialisation of `signed`, `alpha` and (with `step_init="mse"`) the zero point."""
         self.signed.fill_(float(bool((x < SIGNED_THRESHOLD).any())))
         qmin, qmax = self.qrange()
+        self.init_state.fill_(1)
         if self.step_init == "mse":
-            axis = self.ch_axis if self.alpha.numel() > 1 else None
-            alpha, zero_point = mse_act_params(x, qmin, qmax, axis)
+            alpha, zero_point = mse_act_params(x, qmin, qmax, self.ch_axis if self.alpha.numel() > 1 else None)
             self.alpha.copy_(alpha)
             self.zero_point.copy_(zero_point)
-            self.init_state.fill_(1)
             return
         if self.alpha.numel() > 1:
             dims = [d for d in range(x.ndim) if d != self.ch_axis % x.ndim]
@@ -125,7 +124,6 @@ class ActQuantizer(nn.Module):
             mean_abs = x.detach().abs().mean().reshape(1)
         self.alpha.copy_((2 * mean_abs / math.sqrt(qmax)).clamp_min(_MIN_STEP))
         self.zero_point.zero_()
-        self.init_state.fill_(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.init_state.item() == 0:
@@ -179,17 +177,29 @@ def init_weight_step(w: torch.Tensor, bits: int, method: str = "lsq") -> torch.T
     if method == "lsq":
         return (2 * rows.abs().mean(dim=1) / math.sqrt(qp)).clamp_min(_MIN_STEP)
     top = rows.abs().amax(dim=1) / qp
-    best_err, best = None, top
+
+    def candidate(c: float):
+        a = (top * c).clamp_min(_MIN_STEP)
+        q = (rows / a[:, None]).round().clamp(qn, qp) * a[:, None]
+        return (q - rows).pow(2).mean(dim=1), (a,)
+    return _least_error(candidate)[0]
+
+
+def _least_error(candidate) -> tuple[torch.Tensor, ...]:
+    """Per row, the parameters of the grid point c in (0, 1] whose `candidate(c)` error is least.
+
+    `candidate(c)` returns (error (n,), (param (n,), ...)).
+    """
+    best_err, best = None, None
     for c in torch.linspace(1.0 / _MSE_GRID, 1.0, _MSE_GRID).tolist():
-        a = (top * c).clamp_min(_MIN_STEP)[:, None]
-        err = ((rows / a).round().clamp(qn, qp) * a - rows).pow(2).mean(dim=1)
+        err, params = candidate(c)
         if best_err is None:
-            best_err, best = err, a[:, 0].clone()
-        else:
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best = torch.where(better, a[:, 0], best)
-    return best.clamp_min(_MIN_STEP)
+            best_err, best = err, params
+            continue
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best = tuple(torch.where(better, new, old) for new, old in zip(params, best))
+    return best
 
 
 @torch.no_grad()
@@ -207,19 +217,13 @@ def mse_act_params(x: torch.Tensor, qmin: int, qmax: int, ch_axis: int | None) -
     if rows.shape[1] > _MSE_SAMPLES:  # a fixed, evenly spread subset keeps the search cheap
         rows = rows[:, torch.linspace(0, rows.shape[1] - 1, _MSE_SAMPLES).long()]
     lo, hi = rows.amin(dim=1).clamp(max=0), rows.amax(dim=1).clamp(min=0)
-    best_err = best_a = best_z = None
-    for c in torch.linspace(1.0 / _MSE_GRID, 1.0, _MSE_GRID).tolist():
+
+    def candidate(c: float):
         a = ((hi - lo) * c / (qmax - qmin)).clamp_min(_MIN_STEP)
         z = (qmin - lo * c / a).round()
         q = ((rows / a[:, None] + z[:, None]).round().clamp(qmin, qmax) - z[:, None]) * a[:, None]
-        err = (q - rows).pow(2).mean(dim=1)
-        if best_err is None:
-            best_err, best_a, best_z = err, a, z
-        else:
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best_a, best_z = torch.where(better, a, best_a), torch.where(better, z, best_z)
-    return best_a, best_z
+        return (q - rows).pow(2).mean(dim=1), (a, z)
+    return _least_error(candidate)
 
 
 def set_step_init(model: nn.Module, method: str) -> int:
