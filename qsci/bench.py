@@ -99,7 +99,7 @@ def runner_label(runner) -> str:
     """Backend as timed: int8 / int8-reference / fakequant / fp32-cl / bf16-cl / numpy-fp32."""
     backend = runner.backend
     if backend == "int8":
-        from qsci.deploy.intkernels import int8_layers
+        from qsci.deploy.int8 import int8_layers
 
         layers = int8_layers(runner.model)
         return "int8" if layers and layers[0].kernel == "onednn" else "int8-reference"
@@ -113,7 +113,7 @@ def prepare_backend(model: nn.Module, backend: str, channels_last: bool = False)
     if backend == "int8":
         if not quantized:
             raise QSCIError("int8 needs a quantized model (e.g. qsci-s-4bit); use fp32 or bf16")
-        from qsci.deploy.intkernels import convert_to_int8, int8_layers
+        from qsci.deploy.int8 import convert_to_int8, int8_layers
 
         m8 = convert_to_int8(model)
         kernel = int8_layers(m8)[0].kernel
@@ -216,7 +216,7 @@ def int8_agreement(model: nn.Module, scenes: Iterable = EVAL_SCENES,
     `scenes`: names for `qsci.scenes.load_scene` or SceneInput objects. `ok` is True when the
     mean PSNR of the int8 model is within `max_diff_db` of the fake-quant one (the issue's bar).
     """
-    from qsci.deploy.intkernels import convert_to_int8
+    from qsci.deploy.int8 import convert_to_int8
     from qsci.metrics import psnr_frame
     from qsci.physics import SCIOperator
     from qsci.scenes import load_scene
@@ -254,7 +254,7 @@ def kernel_microbench(cin: int = 64, cout: int = 64, size: tuple[int, int, int] 
 
     import torch.ao.nn.quantized as nnq
 
-    from qsci.deploy.intkernels import onednn_available, quantize_codes
+    from qsci.deploy.int8 import onednn_available, quantize_codes
 
     tune_allocator()
     torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from qsci.deploy.intkernels import convert_to_int8
+from qsci.deploy.int8 import convert_to_int8
 from qsci.errors import QSCIError
 from qsci.physics import SCIOperator
 from qsci.solvers.initial import initial_estimate
@@ -57,7 +57,7 @@ def resolve_backend(model: torch.nn.Module, backend: str) -> str:
         if not quantized:
             return "fp32"
         # per-channel activation steps (the authors' files) run too: folded into the weights
-        # (qsci.deploy.intkernels.fold_per_channel)
+        # (qsci.deploy.int8.fold.fold_per_channel)
         return "fakequant" if torch.cuda.is_available() else "int8"
     if quantized and backend in ("fp32", "bf16"):
         raise QSCIError(f"backend {backend} is for full-precision models; use int8 or fakequant")

@@ -29,7 +29,7 @@ import torch
 
 from qsci.bench import calibrate
 from qsci.data import EVAL_SCENES
-from qsci.deploy.intkernels import convert_to_int8, int8_layers
+from qsci.deploy.int8 import convert_to_int8, int8_layers
 from qsci.deploy.weights import load_official, read_state_dict
 from qsci.metrics import psnr_frame
 from qsci.models.checkpoints import VARIANT_CONFIGS

@@ -41,7 +41,7 @@ def _stages(runner, torch, size: tuple[int, int, int]) -> dict:
     """Process CPU ms of one network call of `runner` split by stage (forward hooks; median of 3):
     encoder, the ResDNet blocks, their CFormers, the attention inside them, and the rest."""
     from qsci.bench import synthetic_batch
-    from qsci.deploy.intkernels import Int8CFormer, Int8TSAB
+    from qsci.deploy.int8 import Int8CFormer, Int8TSAB
 
     model = runner.model
     clock: dict[str, list[float]] = {}
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from qsci.bench import make_runner, parse_size, runner_label, synthetic_batch, tune_allocator
-    from qsci.deploy.intkernels import convert_to_int8
+    from qsci.deploy.int8 import convert_to_int8
     from qsci.runners import NetworkRunner
 
     tune_allocator()

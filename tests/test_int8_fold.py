@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from qsci.bench import calibrate
-from qsci.deploy.intkernels import (Int8Conv3d, Int8Linear, convert_to_int8, int8_layers,
-                                    onednn_available, split_int8_terms)
+from qsci.deploy.int8 import (Int8Conv3d, Int8Linear, convert_to_int8, int8_layers,
+                              onednn_available, split_int8_terms)
 from qsci.models import create_model
 from qsci.quant import ActQuantizer, QConv3d, QLinear
 from qsci.runners import NetworkRunner, resolve_backend

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from qsci.bench import calibrate, int8_agreement
-from qsci.deploy.intkernels import (FusedFakeQuant, Int8CFormer, Int8Conv3d, Int8Linear, Int8QSCINet,
-                                    Int8ResDNet, Int8TSAB, _shuffle_codes, _unshuffle_rows, convert_to_int8,
-                                    int8_layers, onednn_available, quantize_codes)
+from qsci.deploy.int8 import (FusedFakeQuant, Int8CFormer, Int8Conv3d, Int8Linear, Int8QSCINet, Int8ResDNet,
+                              Int8TSAB, convert_to_int8, int8_layers, onednn_available, quantize_codes)
+from qsci.deploy.int8.blocks import _shuffle_codes, _unshuffle_rows
 from qsci.models.blocks import pixel_shuffle_frames, pixel_unshuffle_frames
 from qsci.errors import QSCIError
 from qsci.models import create_model

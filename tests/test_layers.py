@@ -2,7 +2,7 @@
 
 1 foundation: errors, physics, io, metrics, data, scenes and other pure helpers
 2 networks and solvers: quant (quantizer primitives), models, solvers
-3 deploy: deploy.intkernels, deploy.packing, deploy.complexity, deploy.weights (int8 execution, packed files,
+3 deploy: deploy.int8 (a package), deploy.packing, deploy.complexity, deploy.weights (int8 execution, packed files,
   counting, the one weights loader)
 4 services: zoo, runners, engine, evaluate, bench, plots
 5 front ends: app.py, ui/, qsci/cli/, training/ (checkers run as scripts live in scripts/)
@@ -30,7 +30,7 @@ LAYERS = {
     "qsci": 1, "qsci.errors": 1, "qsci.physics": 1, "qsci.io": 1, "qsci.metrics": 1, "qsci.data": 1,
     "qsci.scenes": 1, "qsci.synthetic": 1, "qsci.tiling": 1, "qsci.published": 1,
     "qsci.quant": 2, "qsci.quant.lsq": 2, "qsci.models": 2, "qsci.solvers": 2,
-    "qsci.deploy": 3, "qsci.deploy.intkernels": 3, "qsci.deploy.packing": 3, "qsci.deploy.complexity": 3,
+    "qsci.deploy": 3, "qsci.deploy.int8": 3, "qsci.deploy.packing": 3, "qsci.deploy.complexity": 3,
     "qsci.deploy.weights": 3,
     "qsci.zoo": 4, "qsci.runners": 4, "qsci.engine": 4, "qsci.evaluate": 4, "qsci.bench": 4, "qsci.plots": 4,
     "qsci.cli": 5, "qsci.__main__": 5, "app": 5, "ui": 5, "training": 5,
@@ -61,7 +61,7 @@ FUNCTION_LEVEL_ALLOWED = {
     # bench re-implements the runner loop with its own backend policy (issue 12 finding 4); torch and
     # the networks load only when a benchmark runs.
     ("qsci.bench", "qsci.physics"), ("qsci.bench", "qsci.quant"),
-    ("qsci.bench", "qsci.zoo"), ("qsci.bench", "qsci.deploy.intkernels"), ("qsci.bench", "qsci.models"),
+    ("qsci.bench", "qsci.zoo"), ("qsci.bench", "qsci.deploy.int8"), ("qsci.bench", "qsci.models"),
     ("qsci.bench", "qsci.metrics"), ("qsci.bench", "qsci.scenes"),
 }
 
@@ -118,7 +118,7 @@ def _graph():
 
 def test_every_module_has_a_layer():
     mods = project_modules()
-    assert {"qsci.zoo", "qsci.models.checkpoints", "qsci.deploy.intkernels", "ui.handlers", "app"} <= set(mods)
+    assert {"qsci.zoo", "qsci.models.checkpoints", "qsci.deploy.int8.convert", "ui.handlers", "app"} <= set(mods)
     unplaced = sorted(m for m in mods if layer_of(m) is None)
     assert unplaced == [], f"place these in LAYERS (and docs/CONTRACTS.md): {unplaced}"
 

@@ -78,7 +78,7 @@ def test_set_step_init_reaches_every_quantizer_and_checks_the_name():
 
 
 def test_mse_calibrated_network_runs_on_int8_kernels_like_fake_quant():
-    from qsci.deploy.intkernels import convert_to_int8
+    from qsci.deploy.int8 import convert_to_int8
 
     torch.manual_seed(0)
     model = create_model("qsci-t-4bit", in_ch=4, units=1, per_channel_act=False).eval()

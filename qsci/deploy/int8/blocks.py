@@ -1,0 +1,168 @@
+"""The fused graph: converted blocks whose sums, concatenations and shuffles avoid fp32 passes.
+
+Fused graph (default, `fuse=True`, per-tensor layers on oneDNN): one wrapper per layer leaves
+most of the time in the float passes between the kernels (docs/int8.md: the integer convs were a
+fifth of the T 4-bit call), so the blocks are replaced too: planar integer attention
+(`Int8TSAB.forward_tokens`), residual sums and concatenations in the kernels or on uint8 codes
+(`Int8CFormer`, `Int8ResDNet`), the full-resolution stages on codes (`Int8QSCINet`), the
+one-channel first conv with its width taps as channels. Same values up to float rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from qsci.deploy.int8.attention import Int8TSAB
+from qsci.deploy.int8.conv import Int8Conv3d
+from qsci.models.qsci_net import QSCINet
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) channels-last -> (B*T*H*W, C) view (copies only a non-channels-last x)."""
+    return x.permute(0, 2, 3, 4, 1).reshape(-1, x.shape[1])
+
+
+def _cl(rows: torch.Tensor, like: tuple[int, ...]) -> torch.Tensor:
+    """(B*T*H*W, C) rows -> (B, C, T, H, W) channels-last view."""
+    b, _, t, h, w = like
+    return rows.reshape(b, t, h, w, -1).permute(0, 4, 1, 2, 3)
+
+
+class Int8CFormer(nn.Module):
+    """A converted CFormer whose residual sums ride in the kernels (oneDNN add/sum post-ops).
+
+    `s = scb(x) + tsab(x) + x; out = ffn(s) + s`: the attention's proj kernel writes tsab(x) + x,
+    the SCB convs run as 2-D convs over frames and the second is added in place, the FFN's
+    1x1x1 conv adds itself into s. Two fp32 adds fewer and no new buffer for the third; same
+    values up to the order of the float sums. Falls back to the plain formula when a layer cannot
+    fuse (per-channel steps, `exact=True`, the reference kernel).
+    """
+
+    def __init__(self, cformer: nn.Module):
+        super().__init__()
+        self.scb, self.tsab, self.ffn = cformer.scb, cformer.tsab, cformer.ffn
+        convs = [self.scb[0], self.scb[2], self.ffn[0], self.ffn[2]]
+        self.fused = all(isinstance(c, Int8Conv3d) and c.fusable for c in convs) \
+            and isinstance(self.tsab, Int8TSAB) and self.tsab.planar \
+            and self.scb[0].framewise and self.scb[2].framewise and self.ffn[2].weight_int.shape[2:].numel() == 1 \
+            and all(isinstance(m, nn.LeakyReLU) for m in (self.scb[1], self.ffn[1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, g, T, H, W)
+        if not self.fused:
+            s = self.scb(x) + self.tsab(x) + x
+            return self.ffn(s) + s
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+        conv1, conv2 = self.scb[0], self.scb[2]
+        y = F.leaky_relu_(conv1.forward_frames(conv1.codes(x)), self.scb[1].negative_slope)
+        u = conv2.codes(y)
+        s = _cl(self.tsab.forward_tokens(x, add=_rows(x)), x.shape)  # tsab(x) + x, a new buffer
+        s.add_(conv2.forward_frames(u))  # + scb(x); in place (conv2d's sum post-op copies the accumulator)
+        f1, f2 = self.ffn[0], self.ffn[2]
+        y = F.leaky_relu_(f1(s), self.ffn[1].negative_slope)
+        return _cl(f2.forward_rows([_rows(f2.codes(y))], accum=_rows(s)), s.shape)
+
+
+class Int8ResDNet(nn.Module):
+    """A converted ResDNet whose two channel concatenations move uint8 codes, not fp32: the dense
+    and last 1x1x1 convs quantize each part and concatenate the codes (`forward_rows`)."""
+
+    def __init__(self, resdnet: nn.Module):
+        super().__init__()
+        self.group_num = resdnet.group_num
+        self.cformer_list, self.dense_conv, self.last_conv = resdnet.cformer_list, resdnet.dense_conv, resdnet.last_conv
+        convs = [d[0] for d in self.dense_conv] + [self.last_conv]
+        self.fused = all(isinstance(c, Int8Conv3d) and c.pointwise for c in convs) \
+            and all(isinstance(d[1], nn.LeakyReLU) for d in self.dense_conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, dim, T, h, w)
+        groups = x.chunk(self.group_num, dim=1)
+        outs = [self.cformer_list[0](groups[0])]
+        if not self.fused:
+            for i in range(1, self.group_num):
+                z = self.dense_conv[i - 1](torch.cat([*outs, groups[i]], dim=1))
+                outs.append(self.cformer_list[i](z))
+            return self.last_conv(torch.cat(outs, dim=1)) + x
+        shape = outs[0].shape
+        for i in range(1, self.group_num):
+            conv, act = self.dense_conv[i - 1]
+            parts = [_rows(conv.codes(o)) for o in [*outs, groups[i]]]
+            z = conv.forward_rows(parts, leaky=act.negative_slope)
+            outs.append(self.cformer_list[i](_cl(z, shape)))
+        conv = self.last_conv
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+        out = conv.forward_rows([_rows(conv.codes(o)) for o in outs], add=_rows(x))
+        return _cl(out, x.shape)
+
+
+def _unshuffle_rows(u: torch.Tensor) -> torch.Tensor:
+    """pixel_unshuffle_frames(u, 2) of channels-last uint8 codes, as (B*T*H/2*W/2, 4C) rows: ONE
+    byte copy (the float model unshuffles fp32, 4x the bytes, then quantizes)."""
+    b, c, t, h, w = u.shape
+    rows = u.permute(0, 2, 3, 4, 1).reshape(b, t, h // 2, 2, w // 2, 2, c)
+    return rows.permute(0, 1, 2, 4, 6, 3, 5).reshape(-1, 4 * c)
+
+
+def _shuffle_codes(rows: torch.Tensor, like: tuple[int, ...]) -> torch.Tensor:
+    """pixel_shuffle_frames(., 2) of (B*T*h*w, 4C) uint8 code rows -> (B, C, T, 2h, 2w) channels-last."""
+    b, _, t, h, w = like
+    c = rows.shape[1] // 4
+    full = rows.reshape(b, t, h, w, c, 2, 2).permute(0, 1, 2, 5, 3, 6, 4).reshape(b, t, 2 * h, 2 * w, c)
+    return full.permute(0, 4, 1, 2, 3)
+
+
+class Int8QSCINet(QSCINet):
+    """A converted QSCINet (b < 8 bits, 8-bit side branches) with its full-resolution stages on codes.
+
+    Same graph and values as QSCINet up to float rounding; what changes is where the bytes go:
+    pixel (un)shuffles move uint8 codes instead of fp32 (4x fewer bytes); up_conv writes the two
+    decoder quantizers' codes itself (oneDNN output scale and zero point), the decoder's last 1x1x1
+    branch adds itself into the last conv's output, and the branch sums are in place.
+    `convert_to_int8` sets this class on its own converted copy when every layer can fuse.
+    """
+
+    @staticmethod
+    def fusable(model: nn.Module) -> bool:
+        convs = [model.fem_conv1_1[0], model.fem_conv1_2[0], model.fem_conv2_1[0], model.fem_conv2_2[0],
+                 model.fem_conv3_1[0], model.fem_conv3_2[0], model.up_conv, model.vrm_conv1_1[0],
+                 model.vrm_conv1_2[0], model.vrm_conv2_1[0], model.vrm_conv2_2[0], model.vrm_conv3_1,
+                 model.vrm_conv3_2]
+        ones = (model.fem_conv3_2[0], model.up_conv, model.vrm_conv1_2[0], model.vrm_conv3_2)
+        return all(isinstance(c, Int8Conv3d) and c.fusable for c in convs) \
+            and all(c.weight_int.shape[2:].numel() == 1 for c in ones)
+
+    def _branch(self, seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        """LeakyReLU(conv(x)); a 1x1x1 conv runs on code rows with LeakyReLU as its post-op."""
+        conv, slope = seq[0], seq[1].negative_slope
+        if conv.pointwise:
+            b, _, t, h, w = x.shape
+            return _cl(conv.forward_rows([_rows(conv.codes(x))], leaky=slope), (b, -1, t, h, w))
+        return F.leaky_relu_(conv(x), slope)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, H, W) -> (B, 4C, T, H/2, W/2)
+        x1 = self._branch(self.fem_conv1_1, x).add_(self._branch(self.fem_conv1_2, x))
+        x2 = self._branch(self.fem_conv2_1, x1).add_(self._branch(self.fem_conv2_2, x1))
+        out = self._branch(self.fem_conv3_1, x2)
+        conv, act = self.fem_conv3_2
+        side = conv.forward_rows([_unshuffle_rows(conv.codes(x2))], leaky=act.negative_slope)
+        return out.add_(_cl(side, out.shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5 or x.shape[1] != 1 or x.shape[-1] % 2 or x.shape[-2] % 2:
+            return super().forward(x)  # the float model's input checks say what is wrong
+        out = self.encode(x)
+        for block in self.resdnet_list:
+            out = block(out)
+        up = _rows(self.up_conv.codes(out))
+        v11, v12 = self.vrm_conv1_1[0], self.vrm_conv1_2[0]
+        full = (out.shape[0], 1, out.shape[2], 2 * out.shape[3], 2 * out.shape[4])
+        u11 = _shuffle_codes(self.up_conv.forward_rows_codes(up, v11), out.shape)
+        u12 = _shuffle_codes(self.up_conv.forward_rows_codes(up, v12), out.shape)
+        x1 = F.leaky_relu_(v11.forward_codes(u11), self.vrm_conv1_1[1].negative_slope)
+        x1.add_(_cl(v12.forward_rows([_rows(u12)], leaky=self.vrm_conv1_2[1].negative_slope), full))
+        x2 = self._branch(self.vrm_conv2_1, x1).add_(self._branch(self.vrm_conv2_2, x1))
+        y = self.vrm_conv3_1(x2)
+        last = self.vrm_conv3_2
+        y = _cl(last.forward_rows([_rows(last.codes(x2))], accum=_rows(y)), full).squeeze(1)  # (B, T, H, W)
+        return x.squeeze(1) + y if self.config.residual else y

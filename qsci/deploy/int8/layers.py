@@ -1,0 +1,161 @@
+"""The integer-kernel layer state (`_Int8Base`) and `Int8Linear`.
+
+A layer quantizes its input with the learned LSQ+ step and zero point into uint8 codes, runs the
+oneDNN u8 x s8 -> fp32 kernel (`torch.ops.onednn.qconv3d_pointwise` / `qlinear_pointwise`) with
+the per-output-channel weight steps, and gets float output. Why these ops and not the
+`torch.ao.nn.quantized` modules: those requantize every output to 8 bits (a rounding the fake-quant
+model does not have) and need the deprecated quint8 tensor type between layers; the oneDNN ops
+take plain uint8/int8 tensors and return fp32, so the result equals the fake-quantized model up
+to float summation order. b-bit weights (b <= 8) are int8 integers in [-2^(b-1), 2^(b-1)-1], so
+4/3/2-bit models run exactly on the int8 kernels. Timings that drove the choice: docs/int8.md.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from qsci.deploy.int8.codes import (onednn_available, quantize_codes, quantize_codes_exact,
+                                    quantize_codes_per_channel, quantize_codes_per_channel_exact)
+from qsci.deploy.int8.fold import _act_params, fold_per_channel
+from qsci.quant.lsq import QLinear
+
+
+class _Int8Base(nn.Module):
+    """Shared state: integer weights, steps, input quantization parameters, float bias.
+
+    Per-tensor input steps: codes `clamp(round(x/a) + zr, ...) - qmin`, kernel step a. Per-channel
+    steps (the authors' files): the steps are folded into the weights (`fold_per_channel`), the
+    kernel sees integer codes with step 1.
+    """
+
+    cin_axis = 1
+
+    def _setup(self, layer: nn.Module, name: str, kernel: str, terms: int = 3,
+               has_padding: bool = False, exact: bool = False) -> None:
+        self.bits, self.exact = int(layer.bits), bool(exact)
+        self.x_qmin = int(layer.act.qrange()[0])
+        bias = None if layer.bias is None else layer.bias.detach().double().clone()
+        self.route, self.terms, self.out_channels = "per-tensor", 1, int(layer.weight.shape[0])
+        step, zp, _, _ = layer.act.quant_params()
+        if step.numel() == 1 or (bool((step == step[0]).all()) and bool((zp == zp[0]).all())):
+            self.x_scale, self.x_zp, self.code_max = _act_params(layer, name)
+            wq, ws = layer.int_weight()
+            wq, ws = wq.to(torch.int8), ws.float()
+        else:
+            f = fold_per_channel(layer, name, terms)
+            self.route, self.terms = f["route"], f["terms"]
+            self.x_scale, self.x_zp, self.code_max = 1.0, int(f["x_zp"]), int(f["hi"].max())
+            wq, ws = f["weight_int"], f["weight_scale"]
+            self.register_buffer("x_step", f["step"].double())
+            self.register_buffer("x_offset", f["offset"].double())
+            self.register_buffer("x_lo", f["lo"].double())
+            self.register_buffer("x_hi", f["hi"].double())
+            self.register_buffer("x_zr", zp.double().reshape(-1))
+            kz = f.get("zero_kernel")
+            if kz is not None:  # zero points' part: constant in the interior (into the bias) ...
+                const = kz.reshape(kz.shape[0], -1).sum(dim=1)
+                bias = -const if bias is None else bias - const
+                if has_padding:  # ... and a border correction where padding drops taps
+                    self.register_buffer("zero_kernel", kz.float())
+            if self.terms > 1 and bias is not None:  # the bias rides on the first term's outputs
+                bias = torch.cat([bias, bias.new_zeros((self.terms - 1) * bias.numel())])
+        if bias is not None:
+            bias = bias.float()
+        self.register_buffer("weight_int", wq)
+        self.register_buffer("weight_scale", ws)
+        self.register_buffer("bias", bias)
+        self.register_buffer("w_zp", torch.zeros(wq.shape[0], dtype=torch.long), persistent=False)
+        if kernel == "auto":
+            kernel = "onednn" if onednn_available() else "reference"
+        if kernel not in ("onednn", "reference"):
+            raise ValueError(f"unknown kernel {kernel!r}")
+        self.kernel = kernel
+        self._packed: torch.Tensor | None = None
+        self.fuse = True  # convert_to_int8(fuse=False): the plain per-layer call only
+
+    @property
+    def per_channel(self) -> bool:
+        return self.route != "per-tensor"
+
+    @property
+    def fusable(self) -> bool:
+        """One oneDNN call with a per-tensor input step: output requantization and post-ops apply."""
+        return self.route == "per-tensor" and self.terms == 1 and self.kernel == "onednn" and not self.exact
+
+    def codes(self, x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
+        """uint8 kernel input codes of x (channel axis `axis`, default the layer's input axis)."""
+        axis = self.cin_axis if axis is None else axis
+        if not self.per_channel:
+            if self.exact:
+                zr = self.x_zp + self.x_qmin
+                return quantize_codes_exact(x, self.x_scale, zr, self.x_qmin, self.x_qmin + self.code_max)
+            return quantize_codes(x, self.x_scale, self.x_zp, self.code_max)
+        if self.exact:
+            return quantize_codes_per_channel_exact(x, self.x_step, self.x_zr, self.x_offset, self.x_lo, self.x_hi, axis)
+        return quantize_codes_per_channel(
+            x, self.x_step, self.x_offset, self.x_lo, self.x_hi, axis,
+            zp=self.x_zp if self.route == "shift" else None)
+
+    def _sum_terms(self, y: torch.Tensor, dim: int) -> torch.Tensor:
+        """Add the `terms` output slices of a folded layer (dim = output-channel axis)."""
+        if self.terms == 1:
+            return y
+        o = self.out_channels
+        out = y.narrow(dim, 0, o) + y.narrow(dim, o, o)
+        for i in range(2, self.terms):
+            out.add_(y.narrow(dim, i * o, o))
+        return out
+
+    def _border_correction(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Exact zero-point taps at padded borders (route "bias" with padding): conv of ones."""
+        if getattr(self, "zero_kernel", None) is None:
+            return y
+        ones = torch.ones(1, 1, *x.shape[2:])
+        full = self.zero_kernel.reshape(self.zero_kernel.shape[0], -1).sum(dim=1).reshape(1, -1, 1, 1, 1)
+        inside = F.conv3d(ones, self.zero_kernel, None, self.stride, self.padding, self.dilation)
+        return y.add_(full - inside)
+
+    def _dequant_input(self, u: torch.Tensor) -> torch.Tensor:
+        return (u.float() - self.x_zp) * self.x_scale
+
+    def _dequant_weight(self) -> torch.Tensor:
+        shape = [-1] + [1] * (self.weight_int.ndim - 1)
+        return self.weight_int.float() * self.weight_scale.reshape(shape)
+
+    def extra_repr(self) -> str:
+        return (f"bits={self.bits}, route={self.route}, terms={self.terms}, x_scale={self.x_scale:.4g}, x_zp={self.x_zp}, "
+                f"codes=0..{self.code_max}, kernel={self.kernel}")
+
+
+class Int8Linear(_Int8Base):
+    """QLinear on integer kernels: quantize input -> u8 x s8 matmul -> fp32."""
+
+    cin_axis = -1
+
+    def __init__(self, layer: QLinear, name: str = "linear", kernel: str = "auto", terms: int = 3,
+                 exact: bool = False):
+        super().__init__()
+        self._setup(layer, name, kernel, terms, exact=exact)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out)
+        lead = x.shape[:-1]
+        y = self.forward_codes(self.codes(x.reshape(-1, x.shape[-1])))
+        return y.reshape(*lead, y.shape[-1])
+
+    def packed(self) -> torch.Tensor:
+        if self._packed is None:
+            self._packed = torch.ops.onednn.qlinear_prepack(self.weight_int, None)
+        return self._packed
+
+    def forward_codes(self, u: torch.Tensor) -> torch.Tensor:  # (M, in) uint8 -> (M, out) fp32
+        if self.kernel == "reference":
+            y = F.linear(self._dequant_input(u), self._dequant_weight(), self.bias)
+        else:
+            if self._packed is None:
+                self._packed = torch.ops.onednn.qlinear_prepack(self.weight_int, None)
+            y = torch.ops.onednn.qlinear_pointwise(
+                u.contiguous(), self.x_scale, self.x_zp, self._packed, self.weight_scale, self.w_zp,
+                self.bias, 1.0, 0, torch.float32, "none", [], "")
+        return self._sum_terms(y, -1)
