@@ -27,6 +27,7 @@ import torch
 
 from qsci.quant import lsq
 from qsci.zoo import load_runner
+from scripts.speedcheck import load_average
 
 
 def _act_as_torch_op(self: lsq.ActQuantizer, x: torch.Tensor) -> torch.Tensor:
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch-bf16-cl": lambda: float_net(x_cl),
     }
     times: dict[str, list] = {k: [] for k in runners}
-    load_before = open("/proc/loadavg").read().split()[:3]
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+    load_before = load_average()
+    with torch.no_grad():
         for fn in runners.values():
             fn()  # warm-up
         for _ in range(args.rounds):
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                     _timed(fn, times[name])
     report = {
         "model": args.model, "threads": args.threads, "size": f"{args.size}x{args.size}x8",
-        "load_before": load_before, "load_after": open("/proc/loadavg").read().split()[:3],
+        "load_before": load_before, "load_after": load_average(),
         "psnr_openvino_vs_fakequant_db": round(psnr, 2), "openvino_ops": runtime_ops(compiled),
         "median_s": {k: {"wall": round(statistics.median(w for w, _ in v), 3),
                          "cpu": round(statistics.median(c for _, c in v), 3)} for k, v in times.items()},

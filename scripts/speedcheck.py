@@ -29,7 +29,7 @@ import sys
 import time
 
 
-def _load() -> str:
+def load_average() -> str:
     try:
         with open("/proc/loadavg") as f:
             return " ".join(f.read().split()[:3])
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             runner, weights = make_runner(name, b, size)
         runner(meas, mask)  # warm-up: first-call costs (weight packing, allocator) not timed
         runners[b] = (name, runner, weights)
-    load_before = _load()
+    load_before = load_average()
     times: dict[str, list[float]] = {b: [] for b in runners}
     cpu: dict[str, list[float]] = {b: [] for b in runners}
     for _ in range(args.rounds):
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu[b].append(time.process_time() - c0)
     report = {
         "size": list(size), "threads": args.threads, "rounds": args.rounds,
-        "loadavg_before": load_before, "loadavg_after": _load(),
+        "loadavg_before": load_before, "loadavg_after": load_average(),
         "runners": {b: {"model": n, "backend": runner_label(r), "weights": w,
                         "median_s": round(statistics.median(times[b]), 4),
                         "times_s": [round(t, 4) for t in times[b]],
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, indent=1), flush=True)
     if args.stages and "int8" in runners:
         stages = _stages(runners["int8"][1], torch, size)
-        print(json.dumps({"int8_stage_cpu_ms": stages, "loadavg": _load()}), flush=True)
+        print(json.dumps({"int8_stage_cpu_ms": stages, "loadavg": load_average()}), flush=True)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
