@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from qsci.bench import calibrate, int8_agreement
 from qsci.deploy.int8 import (FusedFakeQuant, Int8CFormer, Int8Conv3d, Int8Linear, Int8QSCINet, Int8ResDNet,
                               Int8TSAB, convert_to_int8, int8_layers, onednn_available, quantize_codes)
-from qsci.deploy.int8.blocks import _shuffle_codes, _unshuffle_rows
+from qsci.deploy.int8.blocks import _shuffle_codes, _shuffle_order, _unshuffle_rows
 from qsci.models.blocks import pixel_shuffle_frames, pixel_unshuffle_frames
 from qsci.errors import QSCIError
 from qsci.models import create_model
@@ -175,9 +175,11 @@ def test_code_shuffles_equal_pixel_shuffles():
     torch.manual_seed(0)
     u = torch.randint(0, 256, (2, 3, 4, 6, 10), dtype=torch.uint8).contiguous(memory_format=torch.channels_last_3d)
     rows = _unshuffle_rows(u)
-    expect = pixel_unshuffle_frames(u, 2)  # (2, 12, 4, 3, 5)
+    expect = pixel_unshuffle_frames(u, 2)  # (2, 12, 4, 3, 5), channels (c, i, j)
     assert rows.shape == (2 * 4 * 3 * 5, 12)
-    assert torch.equal(rows, expect.permute(0, 2, 3, 4, 1).reshape(-1, 12))
+    order = _shuffle_order(3)  # the int8 graph's (i, j, c) channel order
+    assert order.tolist() == [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]
+    assert torch.equal(rows, expect.permute(0, 2, 3, 4, 1).reshape(-1, 12)[:, order])
     back = _shuffle_codes(rows, expect.shape)
     assert back.shape == u.shape and torch.equal(back, pixel_shuffle_frames(expect, 2)) and torch.equal(back, u)
 

@@ -8,6 +8,7 @@ import torch.nn as nn
 from qsci.deploy.int8.codes import (_MID, ActQuantizerParams, FusedFakeQuant, codes_fit, fake_quant_via_codes,
                                     quantize_codes)
 from qsci.deploy.int8.layers import Int8Linear
+from qsci.deploy.int8 import native
 
 
 class Int8TSAB(nn.Module):
@@ -129,7 +130,24 @@ class Int8TSAB(nn.Module):
                         for part in (slice(0, self.inner), slice(self.inner, 2 * self.inner),
                                      slice(2 * self.inner, None))],
             "attn_max": float(torch.maximum((self.attn_act.qmax - pz).abs(), (self.attn_act.qmin - pz).abs()).max()),
+            "native": self._native_params(pa, pz, c_out=(pa * av / proj.x_scale).float(),
+                                          logit=(self.scale * aq * ak).float(), center=(zr - lo).float()),
         }
+
+    def _native_params(self, pa, pz, c_out, logit, center) -> dict | None:
+        """Arguments of the fused C kernel (`native.attend_planar`), or None where it does not
+        apply: no compiled kernel, or attention zero points outside the one-pass quantizer's range
+        (then `_attend_planar` takes its float branch, which the kernel does not implement)."""
+        aq = self.attn_act
+        zps = [int(z) - aq.qmin for z in pz.reshape(-1).tolist()]
+        if native.library() is None or not all(0 <= z <= 255 for z in zps) \
+                or not 0 <= self.proj.x_zp <= 255:
+            return None
+        pa32 = pa.float().reshape(-1)
+        return {"center": center.reshape(-1), "logit": logit.reshape(-1), "factor": c_out.reshape(-1),
+                "inv_pa": torch.ones_like(pa32) / pa32,  # float32 1/scale, as quantize_per_tensor
+                "zp": torch.tensor(zps, dtype=torch.float32), "amax": float(aq.qmax - aq.qmin),
+                "out_zp": float(self.proj.x_zp), "code_max": float(self.proj.code_max)}
 
     def forward_tokens(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """(B, g, T, H, W) -> (B*T*H*W, g) fp32 rows in frame-major token order (+ `add`, same shape).
@@ -151,6 +169,9 @@ class Int8TSAB(nn.Module):
             1.0, 0, None, "none", [], "")  # (B*T*H*W, 3*inner) uint8, saturated below at 0
         if c["span"] < 255:
             codes.clamp_(max=c["span"])
+        if c["native"] is not None and native.active():
+            uo = native.attend_planar(codes, b, t, heads, d, c["span"], c["native"])
+            return self._project(uo, add)
         cols = 3 * self.inner
         mq, mk, mv = c["qkv_max"]
         # q.k and attn @ v are sums of integer products: int16 halves the bytes where no sum can overflow
@@ -170,6 +191,10 @@ class Int8TSAB(nn.Module):
             qkv = planar.reshape(3, heads, d, t, hw)
             blocks.append(self._attend_planar(qkv[0], qkv[1], qkv[2], c))
         uo = blocks[0] if b == 1 else torch.cat(blocks)
+        return self._project(uo, add)
+
+    def _project(self, uo: torch.Tensor, add: torch.Tensor | None) -> torch.Tensor:
+        """The proj kernel on the attention's codes, with the residual `add` as a post-op."""
         if add is None:
             return self.proj.forward_codes(uo)
         return torch.ops.onednn.qlinear_pointwise.binary(

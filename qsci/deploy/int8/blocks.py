@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from qsci.deploy.int8 import native
 from qsci.deploy.int8.attention import Int8TSAB
 from qsci.deploy.int8.conv import Int8Conv3d
 from qsci.models.qsci_net import QSCINet
@@ -55,13 +56,12 @@ class Int8CFormer(nn.Module):
             return self.ffn(s) + s
         x = x.contiguous(memory_format=torch.channels_last_3d)
         conv1, conv2 = self.scb[0], self.scb[2]
-        y = F.leaky_relu_(conv1.forward_frames(conv1.codes(x)), self.scb[1].negative_slope)
-        u = conv2.codes(y)
+        u = conv2.leaky_codes(conv1.forward_frames(conv1.codes(x)), self.scb[1].negative_slope)
         s = _cl(self.tsab.forward_tokens(x, add=_rows(x)), x.shape)  # tsab(x) + x, a new buffer
         s.add_(conv2.forward_frames(u))  # + scb(x); in place (conv2d's sum post-op copies the accumulator)
         f1, f2 = self.ffn[0], self.ffn[2]
-        y = F.leaky_relu_(f1(s), self.ffn[1].negative_slope)
-        return _cl(f2.forward_rows([_rows(f2.codes(y))], accum=_rows(s)), s.shape)
+        u = f2.leaky_codes(f1(s), self.ffn[1].negative_slope)
+        return _cl(f2.forward_rows([_rows(u)], accum=_rows(s)), s.shape)
 
 
 class Int8ResDNet(nn.Module):
@@ -87,29 +87,35 @@ class Int8ResDNet(nn.Module):
         shape = outs[0].shape
         for i in range(1, self.group_num):
             conv, act = self.dense_conv[i - 1]
-            parts = [_rows(conv.codes(o)) for o in [*outs, groups[i]]]
-            z = conv.forward_rows(parts, leaky=act.negative_slope)
+            z = conv.forward_rows([conv.concat_codes([*outs, groups[i]])], leaky=act.negative_slope)
             outs.append(self.cformer_list[i](_cl(z, shape)))
         conv = self.last_conv
         x = x.contiguous(memory_format=torch.channels_last_3d)
-        out = conv.forward_rows([_rows(conv.codes(o)) for o in outs], add=_rows(x))
+        out = conv.forward_rows([conv.concat_codes(outs)], add=_rows(x))
         return _cl(out, x.shape)
 
 
 def _unshuffle_rows(u: torch.Tensor) -> torch.Tensor:
-    """pixel_unshuffle_frames(u, 2) of channels-last uint8 codes, as (B*T*H/2*W/2, 4C) rows: ONE
-    byte copy (the float model unshuffles fp32, 4x the bytes, then quantizes)."""
+    """pixel_unshuffle_frames(u, 2) of channels-last uint8 codes, as (B*T*H/2*W/2, 4C) rows with
+    the channels in (i, j, c) order (`_shuffle_order`): ONE byte copy of whole C-byte pixels (the
+    float model unshuffles fp32, 4x the bytes; the (c, i, j) order gathered single bytes, 3x slower)."""
     b, c, t, h, w = u.shape
     rows = u.permute(0, 2, 3, 4, 1).reshape(b, t, h // 2, 2, w // 2, 2, c)
-    return rows.permute(0, 1, 2, 4, 6, 3, 5).reshape(-1, 4 * c)
+    return rows.permute(0, 1, 2, 4, 3, 5, 6).reshape(-1, 4 * c)
 
 
 def _shuffle_codes(rows: torch.Tensor, like: tuple[int, ...]) -> torch.Tensor:
-    """pixel_shuffle_frames(., 2) of (B*T*h*w, 4C) uint8 code rows -> (B, C, T, 2h, 2w) channels-last."""
+    """pixel_shuffle_frames(., 2) of (B*T*h*w, 4C) uint8 code rows whose channels are in (i, j, c)
+    order (`_shuffle_order`) -> (B, C, T, 2h, 2w) channels-last: a copy of whole C-byte pixels."""
     b, _, t, h, w = like
     c = rows.shape[1] // 4
-    full = rows.reshape(b, t, h, w, c, 2, 2).permute(0, 1, 2, 5, 3, 6, 4).reshape(b, t, 2 * h, 2 * w, c)
+    full = rows.reshape(b, t, h, w, 2, 2, c).permute(0, 1, 2, 4, 3, 5, 6).reshape(b, t, 2 * h, 2 * w, c)
     return full.permute(0, 4, 1, 2, 3)
+
+
+def _shuffle_order(c: int) -> torch.Tensor:
+    """Index map from (i, j, c) channel order to pixel_shuffle's (c, i, j): new k = (2i + j) C + c."""
+    return torch.arange(4 * c).reshape(c, 4).t().reshape(-1)
 
 
 class Int8QSCINet(QSCINet):
@@ -132,20 +138,57 @@ class Int8QSCINet(QSCINet):
         return all(isinstance(c, Int8Conv3d) and c.fusable for c in convs) \
             and all(c.weight_int.shape[2:].numel() == 1 for c in ones)
 
-    def _branch(self, seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        """LeakyReLU(conv(x)); a 1x1x1 conv runs on code rows with LeakyReLU as its post-op."""
+    def reorder_shuffle_channels(self) -> None:
+        """Put the channels on both sides of the pixel (un)shuffles in (i, j, c) order: up_conv's
+        output rows and fem_conv3_2's input columns are permuted (exact, done once at conversion),
+        so the byte shuffles move whole pixels (`_shuffle_codes`, `_unshuffle_rows`)."""
+        up, side = self.up_conv, self.fem_conv3_2[0]
+        with torch.no_grad():
+            order = _shuffle_order(up.weight_int.shape[0] // 4)
+            up.weight_int = up.weight_int[order].contiguous()
+            up.weight_scale = up.weight_scale[order].contiguous()
+            if up.bias is not None:
+                up.bias = up.bias[order].contiguous()
+            side.weight_int = side.weight_int[:, _shuffle_order(side.weight_int.shape[1] // 4)].contiguous()
+        for conv in (up, side):
+            conv._packed = conv._packed_linear = None
+
+    @staticmethod
+    def _pre(seq: nn.Sequential, u: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """A branch's conv output from its input codes, and the LeakyReLU slope still to apply
+        (1.0 where the kernel applied it: 1x1x1 convs on code rows)."""
         conv, slope = seq[0], seq[1].negative_slope
         if conv.pointwise:
-            b, _, t, h, w = x.shape
-            return _cl(conv.forward_rows([_rows(conv.codes(x))], leaky=slope), (b, -1, t, h, w))
-        return F.leaky_relu_(conv(x), slope)
+            b, _, t, h, w = u.shape
+            return _cl(conv.forward_rows([_rows(u)], leaky=slope), (b, -1, t, h, w)), 1.0
+        return (conv._forward_width_taps(u) if conv.width_taps else conv.forward_codes(u)), slope
+
+    @staticmethod
+    def _sum_codes(a: tuple[torch.Tensor, float], b: tuple[torch.Tensor, float], first: nn.Module,
+                   second: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """The codes that layers `first` and `second` take of `leaky(a) + leaky(b)` (a branch sum):
+        one pass of the C kernel where it is built (`native.sum_codes`), else LeakyReLU, add and two
+        quantizes."""
+        (ya, sa), (yb, sb) = a, b
+        if sb != 1.0:
+            F.leaky_relu_(yb, sb)
+        if native.active() and ya.stride() == yb.stride() and native.dense(ya) \
+                and all(0 <= c.x_zp <= 255 for c in (first, second)):
+            return native.sum_codes(ya, yb, sa, (first.x_scale, first.x_zp, first.code_max),
+                                    (second.x_scale, second.x_zp, second.code_max))
+        s = (ya if sa == 1.0 else F.leaky_relu_(ya, sa)).add_(yb)
+        return first.codes(s), second.codes(s)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, H, W) -> (B, 4C, T, H/2, W/2)
-        x1 = self._branch(self.fem_conv1_1, x).add_(self._branch(self.fem_conv1_2, x))
-        x2 = self._branch(self.fem_conv2_1, x1).add_(self._branch(self.fem_conv2_2, x1))
-        out = self._branch(self.fem_conv3_1, x2)
+        c11, c12 = self.fem_conv1_1[0], self.fem_conv1_2[0]
+        u21, u22 = self._sum_codes(self._pre(self.fem_conv1_1, c11.codes(x)), self._pre(self.fem_conv1_2, c12.codes(x)),
+                                   self.fem_conv2_1[0], self.fem_conv2_2[0])
+        u31, u32 = self._sum_codes(self._pre(self.fem_conv2_1, u21), self._pre(self.fem_conv2_2, u22),
+                                   self.fem_conv3_1[0], self.fem_conv3_2[0])
+        out, slope = self._pre(self.fem_conv3_1, u31)
+        out = F.leaky_relu_(out, slope) if slope != 1.0 else out
         conv, act = self.fem_conv3_2
-        side = conv.forward_rows([_unshuffle_rows(conv.codes(x2))], leaky=act.negative_slope)
+        side = conv.forward_rows([_unshuffle_rows(u32)], leaky=act.negative_slope)
         return out.add_(_cl(side, out.shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,10 +202,11 @@ class Int8QSCINet(QSCINet):
         full = (out.shape[0], 1, out.shape[2], 2 * out.shape[3], 2 * out.shape[4])
         u11 = _shuffle_codes(self.up_conv.forward_rows_codes(up, v11), out.shape)
         u12 = _shuffle_codes(self.up_conv.forward_rows_codes(up, v12), out.shape)
-        x1 = F.leaky_relu_(v11.forward_codes(u11), self.vrm_conv1_1[1].negative_slope)
-        x1.add_(_cl(v12.forward_rows([_rows(u12)], leaky=self.vrm_conv1_2[1].negative_slope), full))
-        x2 = self._branch(self.vrm_conv2_1, x1).add_(self._branch(self.vrm_conv2_2, x1))
-        y = self.vrm_conv3_1(x2)
+        u21, u22 = self._sum_codes(self._pre(self.vrm_conv1_1, u11), self._pre(self.vrm_conv1_2, u12),
+                                   self.vrm_conv2_1[0], self.vrm_conv2_2[0])
+        u31, u32 = self._sum_codes(self._pre(self.vrm_conv2_1, u21), self._pre(self.vrm_conv2_2, u22),
+                                   self.vrm_conv3_1, self.vrm_conv3_2)
+        y = self.vrm_conv3_1.forward_codes(u31)
         last = self.vrm_conv3_2
-        y = _cl(last.forward_rows([_rows(last.codes(x2))], accum=_rows(y)), full).squeeze(1)  # (B, T, H, W)
+        y = _cl(last.forward_rows([_rows(u32)], accum=_rows(y)), full).squeeze(1)  # (B, T, H, W)
         return x.squeeze(1) + y if self.config.residual else y

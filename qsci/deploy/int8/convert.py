@@ -51,6 +51,7 @@ def convert_to_int8(model: nn.Module, kernel: str = "auto", inplace: bool = Fals
                 m.fuse = False
     elif type(model) is QSCINet and Int8QSCINet.fusable(model):
         model.__class__ = Int8QSCINet  # same modules and state; the stages on codes (its docstring)
+        model.reorder_shuffle_channels()
     if not int8_layers(model):
         raise QSCIError("model has no QConv3d / QLinear layers: int8 needs a quantized (Q-SCI) model")
     return model

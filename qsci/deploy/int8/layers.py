@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from qsci.deploy.int8.codes import (onednn_available, quantize_codes, quantize_codes_exact,
                                     quantize_codes_per_channel, quantize_codes_per_channel_exact)
 from qsci.deploy.int8.fold import _act_params, fold_per_channel
+from qsci.deploy.int8 import native
 from qsci.quant.lsq import QLinear
 
 
@@ -91,12 +92,42 @@ class _Int8Base(nn.Module):
             if self.exact:
                 zr = self.x_zp + self.x_qmin
                 return quantize_codes_exact(x, self.x_scale, zr, self.x_qmin, self.x_qmin + self.code_max)
+            if axis == 1 and not x.is_contiguous(memory_format=torch.channels_last_3d) and 0 <= self.x_zp <= 255 \
+                    and native.row_stride(x) is not None and native.active():  # a channel slice: no fp32 copy
+                b, c, t, h, w = x.shape
+                return native.row_codes(x, self.x_scale, self.x_zp, self.code_max).reshape(b, t, h, w, c) \
+                    .permute(0, 4, 1, 2, 3)
             return quantize_codes(x, self.x_scale, self.x_zp, self.code_max)
         if self.exact:
             return quantize_codes_per_channel_exact(x, self.x_step, self.x_zr, self.x_offset, self.x_lo, self.x_hi, axis)
         return quantize_codes_per_channel(
             x, self.x_step, self.x_offset, self.x_lo, self.x_hi, axis,
             zp=self.x_zp if self.route == "shift" else None)
+
+    def concat_codes(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """(B*T*H*W, sum C_j) uint8 rows: the codes of the channel concatenation of (B, C_j, T, H, W)
+        channels-last tensors (or channel slices of one), each written straight into its columns by
+        the C kernel where it applies; else quantize each and concatenate the codes."""
+        fast = not self.per_channel and not self.exact and 0 <= self.x_zp <= 255 and native.active() \
+            and all(native.row_stride(x) is not None for x in tensors)
+        if not fast:
+            parts = [self.codes(x).permute(0, 2, 3, 4, 1).reshape(-1, x.shape[1]) for x in tensors]
+            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        b, _, t, h, w = tensors[0].shape
+        out = torch.empty((b * t * h * w, sum(x.shape[1] for x in tensors)), dtype=torch.uint8)
+        col = 0
+        for x in tensors:
+            native.row_codes(x, self.x_scale, self.x_zp, self.code_max, out=out[:, col:col + x.shape[1]])
+            col += x.shape[1]
+        return out
+
+    def leaky_codes(self, y: torch.Tensor, slope: float) -> torch.Tensor:
+        """`codes(leaky_relu(y))`: one fused pass where the C kernels are built (per-tensor steps,
+        default rounding), else the two torch passes (LeakyReLU in place on y)."""
+        if not self.per_channel and not self.exact and 0 <= self.x_zp <= 255 and y.dtype == torch.float32 \
+                and native.dense(y) and native.active():
+            return native.leaky_codes(y, slope, self.x_scale, self.x_zp, self.code_max)
+        return self.codes(F.leaky_relu_(y, slope))
 
     def _sum_terms(self, y: torch.Tensor, dim: int) -> torch.Tensor:
         """Add the `terms` output slices of a folded layer (dim = output-channel axis)."""

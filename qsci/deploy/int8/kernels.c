@@ -1,0 +1,202 @@
+/* Fused passes of the int8 graph that eager torch spells as several passes over memory.
+   Built by qsci/deploy/int8/native.py with the system C compiler and called through ctypes
+   (no torch headers: it compiles in about a second).
+
+   qsci_attend_planar: the planar temporal attention of Int8TSAB (qsci/deploy/int8/attention.py)
+   as one pass.
+
+   Why: in eager torch this step is about ten passes over memory per block (a byte transpose,
+   the centring, q.k, softmax, the attention quantizer, attn @ v, scaling, the proj codes, a
+   transpose back); here each pixel's 8 frames are read once from the qkv kernel's uint8 codes
+   and its proj-input codes are written once. Pixels are taken LANES at a time so that every
+   inner loop runs over the lanes and the compiler vectorizes it.
+
+   Same arithmetic as Int8TSAB._attend_planar: integer q.k (exact in float), softmax of the
+   scaled logits, the attention quantizer `clamp(rint(p * inv_pa) + zp, 0, amax) - zp`, integer
+   attn @ v, times the per-head output factor, then `clamp(rint(x) + out_zp, 0, code_max)`.
+   Float rounding may differ from torch in the last bit (exp, the softmax division), which can
+   flip a rare attention code; tests/test_native_kernels.py bounds that.
+
+   qsci_leaky_codes: LeakyReLU and the next layer's input quantizer in one pass, fp32 in, uint8
+   codes out (eager: an in-place LeakyReLU pass, quantize_per_tensor, a clamp on the codes).
+   Same arithmetic as torch (fbgemm's quantize): `clamp(rint(fma(leaky(x), inv_scale, zp)), 0, code_max)`.
+
+   qsci_row_codes: the same quantizer on (rows, c) floats whose rows are `row_stride` apart (a
+   channel slice of a channels-last tensor, e.g. one group of a ResDNet), written into rows
+   `out_stride` apart (a column slice of the codes of a channel concatenation): torch would copy
+   the slice to a dense fp32 tensor first and concatenate the codes afterwards.
+
+   qsci_sum_codes: `s = leaky(a) + b` turned into the codes of the two layers that read s (the
+   encoder's and decoder's branch sums), one pass instead of LeakyReLU, add and two quantizes. */
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LANES 16
+
+/* e^x for x <= 0 (softmax after the max is subtracted), written so that loops over lanes
+   vectorize (glibc's expf is a scalar call): x = n ln2 + r, |r| <= ln2 / 2, e^r by a degree-6
+   polynomial (Cephes' expf coefficients), 2^n from the exponent bits. About 1 ulp. */
+static inline float exp_nonpositive(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    const float n = rintf(x * 1.44269504088896341f);
+    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f;
+}
+#define MAX_T 32
+#define MAX_COLS 768
+
+/* codes: (batch * t * hw, 3 * inner) uint8, token-major (frame-major within a batch item).
+   out:   (batch * t * hw, inner) uint8, the same token order.
+   Pixels [p_begin, p_end) of every batch item are processed (a caller's thread takes a slice). */
+int qsci_attend_planar(const uint8_t *codes, uint8_t *out, int64_t batch, int64_t t, int64_t hw,
+                       int64_t heads, int64_t d, int64_t span, const float *center, const float *logit,
+                       const float *inv_pa, const float *zp, float amax, const float *factor,
+                       float out_zp, float code_max, int64_t p_begin, int64_t p_end) {
+    const int64_t inner = heads * d, cols = 3 * inner;
+    if (t < 1 || t > MAX_T || cols > MAX_COLS || d < 1) return 1;
+    float *buf = (float *)aligned_alloc(64, sizeof(float) * (size_t)(cols * t * LANES));
+    float *lg = (float *)aligned_alloc(64, sizeof(float) * (size_t)(t * t * LANES));
+    uint8_t *ob = (uint8_t *)malloc((size_t)(inner * t * LANES));
+    if (!buf || !lg || !ob) { free(buf); free(lg); free(ob); return 2; }
+    const uint8_t smax = (uint8_t)(span < 255 ? span : 255);
+
+    for (int64_t bi = 0; bi < batch; ++bi) {
+        for (int64_t p0 = p_begin; p0 < p_end; p0 += LANES) {
+            const int64_t n = (p_end - p0) < LANES ? (p_end - p0) : LANES;
+            /* gather: buf[c][f][lane] = min(code, span) - center[c] (missing lanes: 0). For one
+               frame the LANES pixels' code rows are one contiguous block, so the lane loop is a
+               strided load and a contiguous vector store. */
+            if (n < LANES) memset(buf, 0, sizeof(float) * (size_t)(cols * t * LANES));
+            for (int64_t f = 0; f < t; ++f) {
+                const uint8_t *block = codes + ((bi * t + f) * hw + p0) * cols;
+                for (int64_t c = 0; c < cols; ++c) {
+                    float *dst = buf + (c * t + f) * LANES;
+                    const float cen = center[c];
+                    if (n == LANES) {
+                        for (int j = 0; j < LANES; ++j) {
+                            const uint8_t u = block[j * cols + c];
+                            dst[j] = (float)(u < smax ? u : smax) - cen;
+                        }
+                    } else {
+                        for (int64_t j = 0; j < n; ++j) {
+                            const uint8_t u = block[j * cols + c];
+                            dst[j] = (float)(u < smax ? u : smax) - cen;
+                        }
+                    }
+                }
+            }
+            for (int64_t h = 0; h < heads; ++h) {
+                const float *q = buf + (h * d) * t * LANES;
+                const float *k = buf + (inner + h * d) * t * LANES;
+                const float *v = buf + (2 * inner + h * d) * t * LANES;
+                /* logits[f][s] = logit * sum_i q[i][f] k[i][s]; softmax over s; quantize */
+                for (int64_t f = 0; f < t; ++f) {
+                    float *row = lg + f * t * LANES;
+                    for (int64_t s = 0; s < t; ++s) {
+                        float acc[LANES] = {0};
+                        for (int64_t i = 0; i < d; ++i) {
+                            const float *qi = q + (i * t + f) * LANES, *ki = k + (i * t + s) * LANES;
+                            for (int j = 0; j < LANES; ++j) acc[j] += qi[j] * ki[j];
+                        }
+                        for (int j = 0; j < LANES; ++j) row[s * LANES + j] = acc[j] * logit[h];
+                    }
+                    float mx[LANES], sum[LANES] = {0};
+                    for (int j = 0; j < LANES; ++j) mx[j] = row[j];
+                    for (int64_t s = 1; s < t; ++s)
+                        for (int j = 0; j < LANES; ++j) mx[j] = row[s * LANES + j] > mx[j] ? row[s * LANES + j] : mx[j];
+                    for (int64_t s = 0; s < t; ++s) {
+                        float *e = row + s * LANES;
+                        for (int j = 0; j < LANES; ++j) e[j] = exp_nonpositive(e[j] - mx[j]);
+                        for (int j = 0; j < LANES; ++j) sum[j] += e[j];
+                    }
+                    const float ia = inv_pa[h], z = zp[h];
+                    for (int64_t s = 0; s < t; ++s) {
+                        float *e = row + s * LANES;
+                        for (int j = 0; j < LANES; ++j) {
+                            float c = rintf((e[j] / sum[j]) * ia + z);  /* one fused multiply-add, as fbgemm */
+                            c = c < 0.f ? 0.f : (c > amax ? amax : c);
+                            e[j] = c - z;
+                        }
+                    }
+                }
+                /* out[f][i] = code(factor * sum_s attn[f][s] v[i][s]) */
+                for (int64_t i = 0; i < d; ++i) {
+                    const float *vi = v + i * t * LANES;
+                    for (int64_t f = 0; f < t; ++f) {
+                        const float *row = lg + f * t * LANES;
+                        float acc[LANES] = {0};
+                        for (int64_t s = 0; s < t; ++s)
+                            for (int j = 0; j < LANES; ++j) acc[j] += row[s * LANES + j] * vi[s * LANES + j];
+                        uint8_t *o = ob + ((h * d + i) * t + f) * LANES;
+                        for (int j = 0; j < LANES; ++j) {
+                            float c = rintf(acc[j] * factor[h] + out_zp);
+                            c = c < 0.f ? 0.f : (c > code_max ? code_max : c);
+                            o[j] = (uint8_t)c;
+                        }
+                    }
+                }
+            }
+            /* scatter: out row (bi, f, pixel), column (h, i) */
+            for (int64_t f = 0; f < t; ++f)
+                for (int64_t j = 0; j < n; ++j) {
+                    uint8_t *dst = out + ((bi * t + f) * hw + p0 + j) * inner;
+                    for (int64_t c = 0; c < inner; ++c) dst[c] = ob[(c * t + f) * LANES + j];
+                }
+        }
+    }
+    free(buf);
+    free(lg);
+    free(ob);
+    return 0;
+}
+
+/* x: n floats (any dense layout; out has the same one). Elements [begin, end). */
+void qsci_leaky_codes(const float *x, uint8_t *out, int64_t begin, int64_t end, float slope,
+                      int leaky, float inv_scale, float zp, float code_max) {
+    const float neg = leaky ? slope : 1.0f;
+    for (int64_t i = begin; i < end; ++i) {
+        const float v = x[i] > 0.f ? x[i] : x[i] * neg;
+        float c = rintf(v * inv_scale + zp);
+        c = c < 0.f ? 0.f : (c > code_max ? code_max : c);
+        out[i] = (uint8_t)c;
+    }
+}
+
+/* a, b: the same dense layout; u1, u2 too. Elements [begin, end). */
+void qsci_sum_codes(const float *a, const float *b, uint8_t *u1, uint8_t *u2, int64_t begin, int64_t end,
+                    float slope_a, float inv1, float zp1, float max1, float inv2, float zp2, float max2) {
+    for (int64_t i = begin; i < end; ++i) {
+        const float s = (a[i] > 0.f ? a[i] : a[i] * slope_a) + b[i];
+        float c1 = rintf(s * inv1 + zp1), c2 = rintf(s * inv2 + zp2);
+        c1 = c1 < 0.f ? 0.f : (c1 > max1 ? max1 : c1);
+        c2 = c2 < 0.f ? 0.f : (c2 > max2 ? max2 : c2);
+        u1[i] = (uint8_t)c1;
+        u2[i] = (uint8_t)c2;
+    }
+}
+
+/* Rows [begin, end) of x (row i at x + i * row_stride, c floats) -> out rows (row i at
+   out + i * out_stride, c bytes): a slice of a wider code buffer, so concatenations cost nothing. */
+void qsci_row_codes(const float *x, uint8_t *out, int64_t begin, int64_t end, int64_t c, int64_t row_stride,
+                    int64_t out_stride, float inv_scale, float zp, float code_max) {
+    for (int64_t i = begin; i < end; ++i) {
+        const float *src = x + i * row_stride;
+        uint8_t *dst = out + i * out_stride;
+        for (int64_t k = 0; k < c; ++k) {
+            float q = rintf(src[k] * inv_scale + zp);
+            q = q < 0.f ? 0.f : (q > code_max ? code_max : q);
+            dst[k] = (uint8_t)q;
+        }
+    }
+}

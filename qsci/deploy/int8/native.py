@@ -1,0 +1,248 @@
+"""Fused passes of the int8 graph (`kernels.c`): built once with the system C compiler, called
+through ctypes, or absent (then the eager torch passes run, with the same values).
+
+Why plain C + ctypes rather than a torch C++ extension: no torch headers, so it builds in about
+a second on first use (an ATen extension takes a minute), and a machine without a compiler simply
+keeps the eager path. `QSCI_NATIVE=0` turns it off. The library is cached per source and CPU
+(`-march=native`) under `QSCI_CACHE_DIR` or `~/.cache/qsci/native`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("kernels.c")
+FLAGS = ["-O3", "-ffast-math", "-fno-finite-math-only", "-shared", "-fPIC"]
+if platform.machine() in ("x86_64", "AMD64"):  # 16 float lanes per instruction where the CPU has them
+    FLAGS += ["-march=native", "-mprefer-vector-width=512"]
+LANES = 16  # pixels per inner loop in the C source; thread slices are multiples of it
+_STATUS: dict[str, str] = {}
+_SWITCH = {"on": True}
+
+
+def _cpu_key() -> str:
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return hashlib.sha256(f"{platform.machine()} {flags}".encode()).hexdigest()[:12]
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("QSCI_CACHE_DIR")
+    return Path(root) / "native" if root else Path.home() / ".cache" / "qsci" / "native"
+
+
+def _build(lib: Path) -> None:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise OSError("no C compiler (cc/gcc) on PATH")
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:  # build aside, then rename: no half-written library
+        part = Path(tmp) / lib.name
+        proc = subprocess.run([cc, *FLAGS, "-o", str(part), str(SOURCE), "-lm"],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise OSError(f"{cc} failed: {proc.stderr.strip()[-500:]}")
+        os.replace(part, lib)
+
+
+@functools.lru_cache(maxsize=1)
+def library() -> ctypes.CDLL | None:
+    """The compiled kernels, or None (reason in `status()`)."""
+    if os.environ.get("QSCI_NATIVE", "1") == "0":
+        _STATUS["reason"] = "disabled by QSCI_NATIVE=0"
+        return None
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:12]
+    lib = _cache_dir() / f"kernels_{digest}_{_cpu_key()}.so"
+    try:
+        if not lib.is_file():
+            _build(lib)
+        dll = ctypes.CDLL(str(lib))
+    except (OSError, subprocess.SubprocessError) as exc:
+        _STATUS["reason"] = f"fused kernels unavailable: {exc}"
+        return None
+    f = dll.qsci_attend_planar
+    i64, fp = ctypes.c_int64, ctypes.c_void_p
+    f.argtypes = [fp, fp, i64, i64, i64, i64, i64, i64, fp, fp, fp, fp, ctypes.c_float, fp,
+                  ctypes.c_float, ctypes.c_float, i64, i64]
+    f.restype = ctypes.c_int
+    g = dll.qsci_leaky_codes
+    g.argtypes = [fp, fp, i64, i64, ctypes.c_float, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float]
+    g.restype = None
+    h = dll.qsci_sum_codes
+    f32 = ctypes.c_float
+    h.argtypes = [fp, fp, fp, fp, i64, i64, f32, f32, f32, f32, f32, f32, f32]
+    h.restype = None
+    r = dll.qsci_row_codes
+    r.argtypes = [fp, fp, i64, i64, i64, i64, i64, f32, f32, f32]
+    r.restype = None
+    _STATUS["reason"] = f"built {lib}"
+    return dll
+
+
+def set_enabled(on: bool) -> None:
+    """Turn the fused kernels on or off for this process (benchmarks compare both in one run)."""
+    _SWITCH["on"] = bool(on)
+
+
+def active() -> bool:
+    """True when the fused kernels are built and switched on."""
+    return _SWITCH["on"] and library() is not None
+
+
+def status() -> str:
+    """Why the kernel is or is not in use (for `qsci info`-style reports and tests)."""
+    library()
+    return _STATUS.get("reason", "")
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(1, workers - 1), thread_name_prefix="qsci-native")
+
+
+def _map(run, starts: list[int], workers: int) -> list:
+    """run(start) for each slice, on torch's thread count (ctypes drops the GIL during a call)."""
+    if len(starts) == 1:
+        return [run(starts[0])]
+    rest = [_pool(workers).submit(run, i) for i in starts[1:]]  # the calling thread takes the first slice
+    return [run(starts[0])] + [f.result() for f in rest]
+
+
+def dense(x: torch.Tensor) -> bool:
+    """True when x's elements fill its storage span in some standard layout (elementwise-safe)."""
+    if x.is_contiguous():
+        return True
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.ndim)
+    return fmt is not None and x.is_contiguous(memory_format=fmt)
+
+
+def leaky_codes(x: torch.Tensor, slope: float | None, scale: float, zero_point: int,
+                code_max: int) -> torch.Tensor:
+    """uint8 `clamp(round(leaky(x) / scale) + zero_point, 0, code_max)` in one pass, layout kept
+    (`slope=None`: no LeakyReLU). Needs a dense fp32 x and 0 <= zero_point <= 255."""
+    dll = library()
+    if dll is None:
+        raise RuntimeError(status())
+    if x.dtype != torch.float32 or not dense(x) or not 0 <= zero_point <= 255:
+        raise ValueError("leaky_codes needs a dense float32 tensor and a zero point in 0..255")
+    out = torch.empty_like(x, dtype=torch.uint8)  # same strides as x: elementwise over storage
+    inv = _inverse(scale)
+    _elementwise(x.numel(), lambda i, j: dll.qsci_leaky_codes(
+        x.data_ptr(), out.data_ptr(), i, j, float(slope or 0.0), int(slope is not None), inv,
+        float(zero_point), float(code_max)))
+    return out
+
+
+def sum_codes(a: torch.Tensor, b: torch.Tensor, slope_a: float, first: tuple, second: tuple
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`s = leaky(a) + b` (slope 1.0: no LeakyReLU) as the uint8 codes of two layers, each given as
+    (scale, zero_point, code_max), in one pass; a and b dense fp32 with the same strides."""
+    dll = library()
+    if dll is None:
+        raise RuntimeError(status())
+    if a.dtype != torch.float32 or b.dtype != torch.float32 or a.shape != b.shape or a.stride() != b.stride() \
+            or not dense(a) or not all(0 <= q[1] <= 255 for q in (first, second)):
+        raise ValueError("sum_codes needs two dense float32 tensors of one layout and zero points in 0..255")
+    u1, u2 = torch.empty_like(a, dtype=torch.uint8), torch.empty_like(a, dtype=torch.uint8)
+    q1 = (_inverse(first[0]), float(first[1]), float(first[2]))
+    q2 = (_inverse(second[0]), float(second[1]), float(second[2]))
+    _elementwise(a.numel(), lambda i, j: dll.qsci_sum_codes(
+        a.data_ptr(), b.data_ptr(), u1.data_ptr(), u2.data_ptr(), i, j, float(slope_a), *q1, *q2))
+    return u1, u2
+
+
+def row_stride(x: torch.Tensor) -> int | None:
+    """For a (B, C, T, H, W) channel slice of a channels-last tensor: the distance between its
+    pixels' channel rows (its (B*T*H*W, C) rows are a strided view); None for other layouts."""
+    if x.ndim != 5 or x.dtype != torch.float32 or x.stride(1) != 1:
+        return None
+    b, c, t, h, w = x.shape
+    rs = x.stride(4)
+    expected = (rs * w * h * t, 1, rs * w * h, rs * w, rs)
+    ok = all(s == e or n == 1 for s, e, n in zip(x.stride(), expected, x.shape))
+    return rs if ok and rs >= c else None
+
+
+def row_codes(x: torch.Tensor, scale: float, zero_point: int, code_max: int,
+              out: torch.Tensor | None = None) -> torch.Tensor:
+    """Codes of a channels-last tensor or a channel slice of one (`row_stride` not None), in one
+    pass, as (B*T*H*W, C) uint8 rows: a new dense tensor, or written into `out`, a (rows, C)
+    column slice of a wider uint8 buffer (the codes of a channel concatenation)."""
+    dll = library()
+    rs = row_stride(x)
+    if dll is None or rs is None or not 0 <= zero_point <= 255:
+        raise ValueError("row_codes needs the C kernels, a (slice of a) channels-last float32 tensor "
+                         "and a zero point in 0..255")
+    b, c, t, h, w = x.shape
+    n = b * t * h * w
+    if out is None:
+        out = torch.empty((n, c), dtype=torch.uint8)
+    if out.dtype != torch.uint8 or tuple(out.shape) != (n, c) or out.stride(1) != 1:
+        raise ValueError(f"row_codes: out must be ({n}, {c}) uint8 rows, got {tuple(out.shape)} {out.dtype}")
+    inv = _inverse(scale)
+    _elementwise(n, lambda i, j: dll.qsci_row_codes(
+        x.data_ptr(), out.data_ptr(), i, j, c, rs, out.stride(0), inv, float(zero_point), float(code_max)))
+    return out
+
+
+def _inverse(scale: float) -> float:
+    """float32 1/scale, as torch's quantize_per_tensor computes it."""
+    return float(torch.ones((), dtype=torch.float32) / torch.tensor(scale, dtype=torch.float32))
+
+
+def _elementwise(n: int, run_range) -> None:
+    """run_range(begin, end) over [0, n) in slices of a multiple of 64 elements, one per thread."""
+    workers = max(1, min(torch.get_num_threads(), n // 65536))
+    step = -(-(-(-n // workers)) // 64) * 64
+    _map(lambda i: run_range(i, min(n, i + step)), list(range(0, n, step)), workers)
+
+
+def attend_planar(codes: torch.Tensor, batch: int, t: int, heads: int, d: int, span: int,
+                  params: dict) -> torch.Tensor:
+    """qkv codes (batch*t*hw, 3*heads*d) uint8 -> proj input codes (batch*t*hw, heads*d) uint8.
+
+    `params` holds float32 tensors `center` (3*inner), `logit`, `inv_pa`, `zp`, `factor` (heads)
+    and floats `amax`, `out_zp`, `code_max`. Work is split over torch's thread count (ctypes
+    drops the GIL during each call).
+    """
+    dll = library()
+    if dll is None:
+        raise RuntimeError(status())
+    codes = codes.contiguous()
+    rows, cols = codes.shape
+    hw = rows // (batch * t)
+    if cols != 3 * heads * d or hw * batch * t != rows:
+        raise ValueError(f"qkv codes of shape {tuple(codes.shape)} do not fit batch={batch}, t={t}, "
+                         f"heads={heads}, d={d}")
+    out = torch.empty(rows, heads * d, dtype=torch.uint8)
+    keep = [params[k].contiguous() for k in ("center", "logit", "inv_pa", "zp", "factor")]
+    ptrs = [p.data_ptr() for p in keep]
+    workers = max(1, min(torch.get_num_threads(), hw // (4 * LANES)))
+    per = -(-hw // workers)
+    step = -(-per // LANES) * LANES  # slices start on a lane boundary
+
+    def run(p0: int) -> int:
+        return dll.qsci_attend_planar(codes.data_ptr(), out.data_ptr(), batch, t, hw, heads, d, span,
+                                      ptrs[0], ptrs[1], ptrs[2], ptrs[3], float(params["amax"]), ptrs[4],
+                                      float(params["out_zp"]), float(params["code_max"]), p0,
+                                      min(hw, p0 + step))
+
+    starts = list(range(0, hw, step))
+    codes_rc = _map(run, starts, workers)
+    if any(codes_rc):
+        raise RuntimeError(f"fused attention kernel refused its arguments (code {max(codes_rc)}): "
+                           f"t={t}, heads={heads}, d={d}")
+    return out

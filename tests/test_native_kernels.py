@@ -1,0 +1,128 @@
+"""The compiled C passes of the int8 graph (qsci/deploy/int8/kernels.c via native.py).
+
+Each fused pass must give the values of the torch passes it replaces (codes equal; the fused
+attention equal to the eager planar path on trained-shape models), and the graph must run with
+the kernels switched off. CI has a C compiler: a missing build fails here, it is not skipped.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from qsci.bench import calibrate
+from qsci.deploy.int8 import Int8TSAB, convert_to_int8, native, onednn_available, quantize_codes
+from qsci.deploy.int8.codes import _as_uint8
+from qsci.models import create_model
+from qsci.quant import ActQuantizer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def kernels_on():
+    assert native.library() is not None, f"C kernels did not build: {native.status()}"
+    native.set_enabled(True)
+    yield
+    native.set_enabled(True)
+
+
+def _torch_codes(x: torch.Tensor, scale: float, zp: int, code_max: int) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = _as_uint8(torch.quantize_per_tensor(x.float(), scale, zp, torch.quint8))
+    return u.clamp_(max=code_max)
+
+
+@pytest.mark.parametrize("zp,code_max", [(0, 255), (7, 15), (3, 3)])
+def test_leaky_codes_equal_leaky_relu_then_quantize(kernels_on, zp, code_max):
+    torch.manual_seed(zp)
+    x = (torch.randn(2, 6, 4, 10, 12) * 3).contiguous(memory_format=torch.channels_last_3d)
+    x.permute(0, 2, 3, 4, 1).reshape(-1)[:64] = torch.arange(64) * 0.025 - 0.8  # ties of x / scale at .5
+    got = native.leaky_codes(x, 0.1, 0.05, zp, code_max)
+    want = _torch_codes(F.leaky_relu(x, 0.1), 0.05, zp, code_max)
+    assert got.stride() == x.stride() and got.dtype == torch.uint8
+    assert torch.equal(got, want)
+    assert torch.equal(native.leaky_codes(x, None, 0.05, zp, code_max), _torch_codes(x, 0.05, zp, code_max))
+
+
+def test_sum_and_row_codes_equal_the_torch_passes(kernels_on):
+    torch.manual_seed(1)
+    a = torch.randn(1, 8, 3, 6, 6).contiguous(memory_format=torch.channels_last_3d)
+    b = torch.randn(1, 8, 3, 6, 6).contiguous(memory_format=torch.channels_last_3d)
+    u1, u2 = native.sum_codes(a, b, 0.1, (0.04, 5, 15), (0.01, 128, 255))
+    s = F.leaky_relu(a, 0.1) + b
+    assert torch.equal(u1, _torch_codes(s, 0.04, 5, 15)) and torch.equal(u2, _torch_codes(s, 0.01, 128, 255))
+    # a channel slice of a channels-last tensor (a ResDNet group) quantizes without a dense copy
+    wide = torch.randn(2, 10, 3, 4, 6).contiguous(memory_format=torch.channels_last_3d)
+    part = wide[:, 4:]
+    assert native.row_stride(part) == 10 and native.row_stride(wide) == 10
+    assert native.row_stride(torch.randn(1, 4, 2, 3, 3)) is None  # channels-first
+    rows = native.row_codes(part, 0.05, 9, 15)
+    assert torch.equal(rows, _torch_codes(part.contiguous(memory_format=torch.channels_last_3d), 0.05, 9, 15)
+                       .permute(0, 2, 3, 4, 1).reshape(-1, 6))
+    out = torch.zeros(rows.shape[0], 9, dtype=torch.uint8)
+    native.row_codes(part, 0.05, 9, 15, out=out[:, 2:8])  # into a column slice of a wider buffer
+    assert torch.equal(out[:, 2:8], rows) and not out[:, :2].any() and not out[:, 8:].any()
+
+
+def test_bad_arguments_are_refused(kernels_on):
+    x = torch.randn(1, 4, 2, 4, 4)
+    with pytest.raises(ValueError, match="dense float32"):
+        native.leaky_codes(x[..., ::2], 0.1, 0.1, 0, 15)
+    with pytest.raises(ValueError, match="one layout"):
+        native.sum_codes(x, x.contiguous(memory_format=torch.channels_last_3d), 1.0, (0.1, 0, 15), (0.1, 0, 15))
+    with pytest.raises(ValueError, match="channels-last"):
+        native.row_codes(x, 0.1, 0, 15)
+
+
+def _trained_shape_model(bits: int) -> torch.nn.Module:
+    torch.manual_seed(bits)
+    model = create_model(f"qsci-t-{bits}bit", in_ch=8, units=1, per_channel_act=False).eval()
+    calibrate(model, (8, 16, 16), seed=bits)
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if isinstance(m, ActQuantizer):
+                m.zero_point.uniform_(-1.4, 1.4)
+                if name.endswith("attn_act"):  # softmax codes: the kernel's (one-pass) range, as trained
+                    m.zero_point.abs_()
+    return model
+
+
+@pytest.mark.skipif(not onednn_available(), reason="the fused int8 graph needs the oneDNN ops")
+@pytest.mark.parametrize("bits", [4, 2])
+def test_fused_graph_with_kernels_equals_it_without(kernels_on, bits):
+    """Same model, same input: the C attention, LeakyReLU/sum/row codes give the eager graph's output."""
+    model = _trained_shape_model(bits)
+    m8 = convert_to_int8(model)
+    tsabs = [m for m in m8.modules() if isinstance(m, Int8TSAB)]
+    x0 = torch.rand(1, 1, 8, 32, 48)
+    with torch.inference_mode():
+        native.set_enabled(False)
+        eager = m8(x0)
+        native.set_enabled(True)
+        fused = m8(x0)
+    assert tsabs and all(t._planar["native"] is not None for t in tsabs)  # the kernel path ran
+    assert fused.shape == eager.shape == (1, 8, 32, 48)
+    # exp in the kernel is a polynomial (about 1 ulp from torch's): a rare attention code may flip
+    differ = float((fused - eager).abs().gt(1e-5).float().mean())
+    assert differ < 0.01, f"{differ:.2%} of the outputs differ"
+    ref = model(x0)
+    assert float((fused - ref).abs().gt(1e-4 * ref.abs().max()).float().mean()) < 0.02
+
+
+def test_switched_off_by_environment(monkeypatch):
+    native.library.cache_clear()
+    monkeypatch.setenv("QSCI_NATIVE", "0")
+    try:
+        assert native.library() is None and not native.active()
+        assert "QSCI_NATIVE=0" in native.status()
+        x = torch.randn(1, 4, 2, 4, 4).contiguous(memory_format=torch.channels_last_3d)
+        assert torch.equal(quantize_codes(x, 0.1, 3, 15), _torch_codes(x, 0.1, 3, 15))  # torch path intact
+    finally:
+        monkeypatch.delenv("QSCI_NATIVE")
+        native.library.cache_clear()
+    assert native.library() is not None
