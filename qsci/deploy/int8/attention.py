@@ -149,8 +149,10 @@ class Int8TSAB(nn.Module):
                 "zp": torch.tensor(zps, dtype=torch.float32), "amax": float(aq.qmax - aq.qmin),
                 "out_zp": float(self.proj.x_zp), "code_max": float(self.proj.code_max)}
 
-    def forward_tokens(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_tokens(self, x: torch.Tensor, add: torch.Tensor | None = None,
+                       codes: torch.Tensor | None = None) -> torch.Tensor:
         """(B, g, T, H, W) -> (B*T*H*W, g) fp32 rows in frame-major token order (+ `add`, same shape).
+        `codes`: the qkv layer's input codes of x, where the caller made them already.
 
         Planar attention: the qkv kernel writes uint8 codes, which are turned into integer-valued
         floats laid out (part, head, d, T, pixels), so every attention step is an elementwise op
@@ -163,7 +165,7 @@ class Int8TSAB(nn.Module):
         c = self._planar
         b, g, t, h, w = x.shape
         hw, heads, d = h * w, self.heads, self.inner // self.heads
-        u = self.qkv.codes(x, axis=1).permute(0, 2, 3, 4, 1).reshape(b * t * hw, g)
+        u = (self.qkv.codes(x, axis=1) if codes is None else codes).permute(0, 2, 3, 4, 1).reshape(b * t * hw, g)
         codes = torch.ops.onednn.qlinear_pointwise(
             u, self.qkv.x_scale, self.qkv.x_zp, c["packed"], c["w_scale"], c["w_zp"], c["bias"],
             1.0, 0, None, "none", [], "")  # (B*T*H*W, 3*inner) uint8, saturated below at 0

@@ -55,12 +55,22 @@ class Int8CFormer(nn.Module):
             s = self.scb(x) + self.tsab(x) + x
             return self.ffn(s) + s
         x = x.contiguous(memory_format=torch.channels_last_3d)
-        conv1, conv2 = self.scb[0], self.scb[2]
-        u = conv2.leaky_codes(conv1.forward_frames(conv1.codes(x)), self.scb[1].negative_slope)
-        s = _cl(self.tsab.forward_tokens(x, add=_rows(x)), x.shape)  # tsab(x) + x, a new buffer
-        s.add_(conv2.forward_frames(u))  # + scb(x); in place (conv2d's sum post-op copies the accumulator)
+        conv1, conv2, qkv = self.scb[0], self.scb[2], self.tsab.qkv
         f1, f2 = self.ffn[0], self.ffn[2]
-        u = f2.leaky_codes(f1(s), self.ffn[1].negative_slope)
+        fast = native.active() and all(0 <= layer.x_zp <= 255 for layer in (conv1, qkv, f1))
+        if fast:  # x's codes for the SCB conv and the attention's qkv in one pass
+            u1, uq = native.sum_codes(x, None, 1.0, (conv1.x_scale, conv1.x_zp, conv1.code_max),
+                                      (qkv.x_scale, qkv.x_zp, qkv.code_max))
+        else:
+            u1, uq = conv1.codes(x), None
+        u = conv2.leaky_codes(conv1.forward_frames(u1), self.scb[1].negative_slope)
+        s = _cl(self.tsab.forward_tokens(x, add=_rows(x), codes=uq), x.shape)  # tsab(x) + x, a new buffer
+        y = conv2.forward_frames(u)  # scb(x) (conv2d's sum post-op copies the accumulator: added here)
+        if fast and y.stride() == s.stride():
+            y = f1.forward_codes(native.add_codes(s, y, f1.x_scale, f1.x_zp, f1.code_max))  # s += y, f1's codes
+        else:
+            y = f1(s.add_(y))
+        u = f2.leaky_codes(y, self.ffn[1].negative_slope)
         return _cl(f2.forward_rows([_rows(u)], accum=_rows(s)), s.shape)
 
 

@@ -27,7 +27,9 @@
    the slice to a dense fp32 tensor first and concatenate the codes afterwards.
 
    qsci_sum_codes: `s = leaky(a) + b` turned into the codes of the two layers that read s (the
-   encoder's and decoder's branch sums), one pass instead of LeakyReLU, add and two quantizes. */
+   encoder's and decoder's branch sums), one pass instead of LeakyReLU, add and two quantizes.
+
+   qsci_add_codes: `s += y` and the codes of s for the layer that reads it (a CFormer's FFN). */
 
 #include <math.h>
 #include <stdint.h>
@@ -55,6 +57,57 @@ static inline float exp_nonpositive(float x) {
 }
 #define MAX_T 32
 #define MAX_COLS 768
+
+/* One head of one tile: q, k, v as [i][f][lane] (code - zero point), o as [i][f][lane] codes. */
+static inline __attribute__((always_inline)) void attend_head(
+        const float *q, const float *k, const float *v, float *lg, uint8_t *o, int64_t t, int64_t d,
+        float logit, float ia, float z, float amax, float factor, float out_zp, float code_max) {
+    /* logits[f][s] = logit * sum_i q[i][f] k[i][s]; softmax over s; quantize */
+    for (int64_t f = 0; f < t; ++f) {
+        float *row = lg + f * t * LANES;
+        for (int64_t s = 0; s < t; ++s) {
+            float acc[LANES] = {0};
+            for (int64_t i = 0; i < d; ++i) {
+                const float *qi = q + (i * t + f) * LANES, *ki = k + (i * t + s) * LANES;
+                for (int j = 0; j < LANES; ++j) acc[j] += qi[j] * ki[j];
+            }
+            for (int j = 0; j < LANES; ++j) row[s * LANES + j] = acc[j] * logit;
+        }
+        float mx[LANES], sum[LANES] = {0};
+        for (int j = 0; j < LANES; ++j) mx[j] = row[j];
+        for (int64_t s = 1; s < t; ++s)
+            for (int j = 0; j < LANES; ++j) mx[j] = row[s * LANES + j] > mx[j] ? row[s * LANES + j] : mx[j];
+        for (int64_t s = 0; s < t; ++s) {
+            float *e = row + s * LANES;
+            for (int j = 0; j < LANES; ++j) e[j] = exp_nonpositive(e[j] - mx[j]);
+            for (int j = 0; j < LANES; ++j) sum[j] += e[j];
+        }
+        for (int64_t s = 0; s < t; ++s) {
+            float *e = row + s * LANES;
+            for (int j = 0; j < LANES; ++j) {
+                float c = rintf((e[j] / sum[j]) * ia + z);  /* one fused multiply-add, as fbgemm */
+                c = c < 0.f ? 0.f : (c > amax ? amax : c);
+                e[j] = c - z;
+            }
+        }
+    }
+    /* out[f][i] = code(factor * sum_s attn[f][s] v[i][s]) */
+    for (int64_t i = 0; i < d; ++i) {
+        const float *vi = v + i * t * LANES;
+        for (int64_t f = 0; f < t; ++f) {
+            const float *row = lg + f * t * LANES;
+            float acc[LANES] = {0};
+            for (int64_t s = 0; s < t; ++s)
+                for (int j = 0; j < LANES; ++j) acc[j] += row[s * LANES + j] * vi[s * LANES + j];
+            uint8_t *oi = o + (i * t + f) * LANES;
+            for (int j = 0; j < LANES; ++j) {
+                float c = rintf(acc[j] * factor + out_zp);
+                c = c < 0.f ? 0.f : (c > code_max ? code_max : c);
+                oi[j] = (uint8_t)c;
+            }
+        }
+    }
+}
 
 /* codes: (batch * t * hw, 3 * inner) uint8, token-major (frame-major within a batch item).
    out:   (batch * t * hw, inner) uint8, the same token order.
@@ -100,52 +153,14 @@ int qsci_attend_planar(const uint8_t *codes, uint8_t *out, int64_t batch, int64_
                 const float *q = buf + (h * d) * t * LANES;
                 const float *k = buf + (inner + h * d) * t * LANES;
                 const float *v = buf + (2 * inner + h * d) * t * LANES;
-                /* logits[f][s] = logit * sum_i q[i][f] k[i][s]; softmax over s; quantize */
-                for (int64_t f = 0; f < t; ++f) {
-                    float *row = lg + f * t * LANES;
-                    for (int64_t s = 0; s < t; ++s) {
-                        float acc[LANES] = {0};
-                        for (int64_t i = 0; i < d; ++i) {
-                            const float *qi = q + (i * t + f) * LANES, *ki = k + (i * t + s) * LANES;
-                            for (int j = 0; j < LANES; ++j) acc[j] += qi[j] * ki[j];
-                        }
-                        for (int j = 0; j < LANES; ++j) row[s * LANES + j] = acc[j] * logit[h];
-                    }
-                    float mx[LANES], sum[LANES] = {0};
-                    for (int j = 0; j < LANES; ++j) mx[j] = row[j];
-                    for (int64_t s = 1; s < t; ++s)
-                        for (int j = 0; j < LANES; ++j) mx[j] = row[s * LANES + j] > mx[j] ? row[s * LANES + j] : mx[j];
-                    for (int64_t s = 0; s < t; ++s) {
-                        float *e = row + s * LANES;
-                        for (int j = 0; j < LANES; ++j) e[j] = exp_nonpositive(e[j] - mx[j]);
-                        for (int j = 0; j < LANES; ++j) sum[j] += e[j];
-                    }
-                    const float ia = inv_pa[h], z = zp[h];
-                    for (int64_t s = 0; s < t; ++s) {
-                        float *e = row + s * LANES;
-                        for (int j = 0; j < LANES; ++j) {
-                            float c = rintf((e[j] / sum[j]) * ia + z);  /* one fused multiply-add, as fbgemm */
-                            c = c < 0.f ? 0.f : (c > amax ? amax : c);
-                            e[j] = c - z;
-                        }
-                    }
-                }
-                /* out[f][i] = code(factor * sum_s attn[f][s] v[i][s]) */
-                for (int64_t i = 0; i < d; ++i) {
-                    const float *vi = v + i * t * LANES;
-                    for (int64_t f = 0; f < t; ++f) {
-                        const float *row = lg + f * t * LANES;
-                        float acc[LANES] = {0};
-                        for (int64_t s = 0; s < t; ++s)
-                            for (int j = 0; j < LANES; ++j) acc[j] += row[s * LANES + j] * vi[s * LANES + j];
-                        uint8_t *o = ob + ((h * d + i) * t + f) * LANES;
-                        for (int j = 0; j < LANES; ++j) {
-                            float c = rintf(acc[j] * factor[h] + out_zp);
-                            c = c < 0.f ? 0.f : (c > code_max ? code_max : c);
-                            o[j] = (uint8_t)c;
-                        }
-                    }
-                }
+                uint8_t *o = ob + (h * d) * t * LANES;
+                /* the usual shapes get their own copy with constant trip counts (unrolled, in registers) */
+                if (t == 8 && d == 4)
+                    attend_head(q, k, v, lg, o, 8, 4, logit[h], inv_pa[h], zp[h], amax, factor[h], out_zp, code_max);
+                else if (t == 8 && d == 8)
+                    attend_head(q, k, v, lg, o, 8, 8, logit[h], inv_pa[h], zp[h], amax, factor[h], out_zp, code_max);
+                else
+                    attend_head(q, k, v, lg, o, t, d, logit[h], inv_pa[h], zp[h], amax, factor[h], out_zp, code_max);
             }
             /* scatter: out row (bi, f, pixel), column (h, i) */
             for (int64_t f = 0; f < t; ++f)
@@ -173,9 +188,21 @@ void qsci_leaky_codes(const float *x, uint8_t *out, int64_t begin, int64_t end, 
     }
 }
 
-/* a, b: the same dense layout; u1, u2 too. Elements [begin, end). */
+/* a, b: the same dense layout; u1, u2 too. Elements [begin, end). b may be NULL: the two
+   layers' codes of leaky(a) alone (two layers reading one tensor, e.g. a CFormer's input). */
 void qsci_sum_codes(const float *a, const float *b, uint8_t *u1, uint8_t *u2, int64_t begin, int64_t end,
                     float slope_a, float inv1, float zp1, float max1, float inv2, float zp2, float max2) {
+    if (!b) {
+        for (int64_t i = begin; i < end; ++i) {
+            const float s = a[i] > 0.f ? a[i] : a[i] * slope_a;
+            float c1 = rintf(s * inv1 + zp1), c2 = rintf(s * inv2 + zp2);
+            c1 = c1 < 0.f ? 0.f : (c1 > max1 ? max1 : c1);
+            c2 = c2 < 0.f ? 0.f : (c2 > max2 ? max2 : c2);
+            u1[i] = (uint8_t)c1;
+            u2[i] = (uint8_t)c2;
+        }
+        return;
+    }
     for (int64_t i = begin; i < end; ++i) {
         const float s = (a[i] > 0.f ? a[i] : a[i] * slope_a) + b[i];
         float c1 = rintf(s * inv1 + zp1), c2 = rintf(s * inv2 + zp2);
@@ -198,5 +225,17 @@ void qsci_row_codes(const float *x, uint8_t *out, int64_t begin, int64_t end, in
             q = q < 0.f ? 0.f : (q > code_max ? code_max : q);
             dst[k] = (uint8_t)q;
         }
+    }
+}
+
+/* s += y in place, and the codes of the new s (a residual sum read next by one quantized layer). */
+void qsci_add_codes(float *s, const float *y, uint8_t *u, int64_t begin, int64_t end, float inv_scale,
+                    float zp, float code_max) {
+    for (int64_t i = begin; i < end; ++i) {
+        const float v = s[i] + y[i];
+        s[i] = v;
+        float c = rintf(v * inv_scale + zp);
+        c = c < 0.f ? 0.f : (c > code_max ? code_max : c);
+        u[i] = (uint8_t)c;
     }
 }

@@ -85,6 +85,9 @@ def library() -> ctypes.CDLL | None:
     f32 = ctypes.c_float
     h.argtypes = [fp, fp, fp, fp, i64, i64, f32, f32, f32, f32, f32, f32, f32]
     h.restype = None
+    ac = dll.qsci_add_codes
+    ac.argtypes = [fp, fp, fp, i64, i64, f32, f32, f32]
+    ac.restype = None
     r = dll.qsci_row_codes
     r.argtypes = [fp, fp, i64, i64, i64, i64, i64, f32, f32, f32]
     r.restype = None
@@ -146,22 +149,40 @@ def leaky_codes(x: torch.Tensor, slope: float | None, scale: float, zero_point: 
     return out
 
 
-def sum_codes(a: torch.Tensor, b: torch.Tensor, slope_a: float, first: tuple, second: tuple
+def sum_codes(a: torch.Tensor, b: torch.Tensor | None, slope_a: float, first: tuple, second: tuple
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`s = leaky(a) + b` (slope 1.0: no LeakyReLU) as the uint8 codes of two layers, each given as
-    (scale, zero_point, code_max), in one pass; a and b dense fp32 with the same strides."""
+    """`s = leaky(a) + b` (slope 1.0: no LeakyReLU; b None: nothing added) as the uint8 codes of
+    two layers, each given as (scale, zero_point, code_max), in one pass; a and b dense fp32 with
+    the same strides."""
     dll = library()
     if dll is None:
         raise RuntimeError(status())
-    if a.dtype != torch.float32 or b.dtype != torch.float32 or a.shape != b.shape or a.stride() != b.stride() \
-            or not dense(a) or not all(0 <= q[1] <= 255 for q in (first, second)):
+    other = a if b is None else b
+    if a.dtype != torch.float32 or other.dtype != torch.float32 or a.shape != other.shape \
+            or a.stride() != other.stride() or not dense(a) or not all(0 <= q[1] <= 255 for q in (first, second)):
         raise ValueError("sum_codes needs two dense float32 tensors of one layout and zero points in 0..255")
     u1, u2 = torch.empty_like(a, dtype=torch.uint8), torch.empty_like(a, dtype=torch.uint8)
     q1 = (_inverse(first[0]), float(first[1]), float(first[2]))
     q2 = (_inverse(second[0]), float(second[1]), float(second[2]))
     _elementwise(a.numel(), lambda i, j: dll.qsci_sum_codes(
-        a.data_ptr(), b.data_ptr(), u1.data_ptr(), u2.data_ptr(), i, j, float(slope_a), *q1, *q2))
+        a.data_ptr(), None if b is None else b.data_ptr(), u1.data_ptr(), u2.data_ptr(), i, j, float(slope_a),
+        *q1, *q2))
     return u1, u2
+
+
+def add_codes(s: torch.Tensor, y: torch.Tensor, scale: float, zero_point: int, code_max: int) -> torch.Tensor:
+    """`s += y` in place and the uint8 codes of the new s, in one pass; s, y dense fp32, one layout."""
+    dll = library()
+    if dll is None:
+        raise RuntimeError(status())
+    if s.dtype != torch.float32 or y.dtype != torch.float32 or s.shape != y.shape or s.stride() != y.stride() \
+            or not dense(s) or not 0 <= zero_point <= 255:
+        raise ValueError("add_codes needs two dense float32 tensors of one layout and a zero point in 0..255")
+    u = torch.empty_like(s, dtype=torch.uint8)
+    inv = _inverse(scale)
+    _elementwise(s.numel(), lambda i, j: dll.qsci_add_codes(
+        s.data_ptr(), y.data_ptr(), u.data_ptr(), i, j, inv, float(zero_point), float(code_max)))
+    return u
 
 
 def row_stride(x: torch.Tensor) -> int | None:
