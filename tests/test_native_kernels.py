@@ -56,6 +56,11 @@ def test_sum_and_row_codes_equal_the_torch_passes(kernels_on):
     u1, u2 = native.sum_codes(a, b, 0.1, (0.04, 5, 15), (0.01, 128, 255))
     s = F.leaky_relu(a, 0.1) + b
     assert torch.equal(u1, _torch_codes(s, 0.04, 5, 15)) and torch.equal(u2, _torch_codes(s, 0.01, 128, 255))
+    v1, v2 = native.sum_codes(a, None, 1.0, (0.04, 5, 15), (0.01, 128, 255))  # one tensor, two layers' codes
+    assert torch.equal(v1, _torch_codes(a, 0.04, 5, 15)) and torch.equal(v2, _torch_codes(a, 0.01, 128, 255))
+    acc = a.clone()
+    u = native.add_codes(acc, b, 0.05, 2, 7)  # a residual sum in place, and its codes
+    assert torch.equal(acc, a + b) and torch.equal(u, _torch_codes(a + b, 0.05, 2, 7))
     # a channel slice of a channels-last tensor (a ResDNet group) quantizes without a dense copy
     wide = torch.randn(2, 10, 3, 4, 6).contiguous(memory_format=torch.channels_last_3d)
     part = wide[:, 4:]
