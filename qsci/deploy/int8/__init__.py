@@ -5,7 +5,9 @@ equals the fake-quantized model up to float rounding. One responsibility per mod
 `codes` (floats -> uint8 codes, the float fake quantizers that stay), `fold` (a layer's quantizers
 as kernel parameters, per-channel steps folded into int8 weights), `layers` (shared layer state,
 `Int8Linear`), `conv` (`Int8Conv3d`), `attention` (`Int8TSAB`), `blocks` (the fused graph:
-`Int8CFormer`, `Int8ResDNet`, `Int8QSCINet`), `convert` (`convert_to_int8`). Timings: docs/int8.md.
+`Int8CFormer`, `Int8ResDNet`, `Int8QSCINet`), `convert` (`convert_to_int8`), `native` (the
+compiled C passes of `kernels.c`: fused attention and quantize passes, or the torch passes where
+no compiler is found). Timings: docs/int8.md.
 """
 
 from qsci.deploy.int8.attention import Int8TSAB
