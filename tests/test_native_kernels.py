@@ -131,3 +131,13 @@ def test_switched_off_by_environment(monkeypatch):
         monkeypatch.delenv("QSCI_NATIVE")
         native.library.cache_clear()
     assert native.library() is not None
+
+
+def test_loading_the_kernels_keeps_subnormal_floats(kernels_on):
+    """Linked with -ffast-math, a shared library turns on flush-to-zero for the whole process
+    (hypothesis then refuses to run); the build compiles with it but links without it."""
+    import numpy as np
+
+    tiny = np.nextafter(np.float32(0), np.float32(1))
+    assert tiny * np.float32(2) > 0
+    assert float(torch.tensor(1e-40) * 2) > 0
