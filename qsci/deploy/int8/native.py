@@ -230,7 +230,8 @@ def _inverse(scale: float) -> float:
 def _elementwise(n: int, run_range) -> None:
     """run_range(begin, end) over [0, n) in slices of a multiple of 64 elements, one per thread."""
     workers = max(1, min(torch.get_num_threads(), n // 65536))
-    step = -(-(-(-n // workers)) // 64) * 64
+    per = -(-n // workers)  # ceil(n / workers) ...
+    step = -(-per // 64) * 64  # ... rounded up to whole cache lines of floats
     _map(lambda i: run_range(i, min(n, i + step)), list(range(0, n, step)), workers)
 
 
