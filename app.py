@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 
+from qsci.threads import prefer_passive_omp_threads
+
+prefer_passive_omp_threads()  # before gradio or the models load torch (qsci/threads.py says why)
+
 MAX_FILE_SIZE = os.environ.get("QSCI_APP_MAX_FILE_SIZE", "200mb")  # Gradio refuses larger uploads
 QUEUE_SIZE = 16
 CONCURRENCY = 1  # reconstructions are CPU-bound; the 2-core demo runs one at a time

@@ -28,7 +28,7 @@ ROOTS = ("qsci", "ui", "training", "app")
 # listed in EXACT_ONLY do not place their submodules: a new module must be placed explicitly.
 LAYERS = {
     "qsci": 1, "qsci.errors": 1, "qsci.physics": 1, "qsci.io": 1, "qsci.metrics": 1, "qsci.data": 1,
-    "qsci.scenes": 1, "qsci.synthetic": 1, "qsci.tiling": 1, "qsci.published": 1,
+    "qsci.scenes": 1, "qsci.synthetic": 1, "qsci.tiling": 1, "qsci.published": 1, "qsci.threads": 1,
     "qsci.quant": 2, "qsci.quant.lsq": 2, "qsci.models": 2, "qsci.solvers": 2,
     "qsci.deploy": 3, "qsci.deploy.int8": 3, "qsci.deploy.packing": 3, "qsci.deploy.complexity": 3,
     "qsci.deploy.weights": 3,

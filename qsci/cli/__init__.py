@@ -13,6 +13,7 @@ import os
 import sys
 
 from qsci.errors import QSCIError
+from qsci.threads import prefer_passive_omp_threads
 
 COMMAND_MODULES = (
     "scenes", "models", "fetch", "evaluate", "reconstruct",
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    prefer_passive_omp_threads()  # before any command loads torch
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)

@@ -44,14 +44,6 @@ def default_backend(model: str, backend: str, size, channels_last: bool) -> tupl
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-    import sys
-
-    # OpenMP threads that sleep instead of spinning while they wait: on a shared machine a
-    # spinning team waits for descheduled threads at every op (5-10x slower, docs/int8.md).
-    # libgomp reads this when torch loads, so it only takes effect if torch is not loaded yet.
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from qsci.bench import benchmark, parse_size
     from qsci.cli._common import emit_json
 
