@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
+
+from qsci.threads import prefer_passive_omp_threads
 
 
 def load_average() -> str:
@@ -105,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stages", action="store_true",
                     help="after timing, process CPU ms per network stage of one int8 call (median of 3)")
     args = ap.parse_args(argv)
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    prefer_passive_omp_threads()
     import torch
 
     from qsci.bench import make_runner, parse_size, runner_label, synthetic_batch, tune_allocator

@@ -134,12 +134,16 @@ class Int8TSAB(nn.Module):
                                           logit=(self.scale * aq * ak).float(), center=(zr - lo).float()),
         }
 
+    def _attn_zps(self, pz: torch.Tensor) -> list[int]:
+        """Per-head zero points of the attention codes in the uint8 (code - qmin) range."""
+        return [int(z) - self.attn_act.qmin for z in pz.reshape(-1).tolist()]
+
     def _native_params(self, pa, pz, c_out, logit, center) -> dict | None:
         """Arguments of the fused C kernel (`native.attend_planar`), or None where it does not
         apply: no compiled kernel, or attention zero points outside the one-pass quantizer's range
         (then `_attend_planar` takes its float branch, which the kernel does not implement)."""
         aq = self.attn_act
-        zps = [int(z) - aq.qmin for z in pz.reshape(-1).tolist()]
+        zps = self._attn_zps(pz)
         if native.library() is None or not all(0 <= z <= 255 for z in zps) \
                 or not 0 <= self.proj.x_zp <= 255:
             return None
@@ -212,7 +216,7 @@ class Int8TSAB(nn.Module):
         attn = torch.softmax(torch.mul(logits, c["logit"]), dim=2)
         # attention quantizer (lsq.fake_quant_act), keeping code - zr
         aq = self.attn_act
-        zps = [int(z) - aq.qmin for z in c["pz"].reshape(-1).tolist()]
+        zps = self._attn_zps(c["pz"])
         if all(0 <= z <= 255 for z in zps):
             # per head: torch's one-pass quantize (round(p * (1/a)) + zp), clamp, minus zp: 2 ms
             # instead of 4 for the float chain, and the same codes (0 of 33.5M differed on the

@@ -57,7 +57,7 @@ class Int8CFormer(nn.Module):
         x = x.contiguous(memory_format=torch.channels_last_3d)
         conv1, conv2, qkv = self.scb[0], self.scb[2], self.tsab.qkv
         f1, f2 = self.ffn[0], self.ffn[2]
-        fast = native.active() and all(0 <= layer.x_zp <= 255 for layer in (conv1, qkv, f1))
+        fast = all(layer.native_codes for layer in (conv1, qkv, f1))
         if fast:  # x's codes for the SCB conv and the attention's qkv in one pass
             u1, uq = native.sum_codes(x, None, 1.0, (conv1.x_scale, conv1.x_zp, conv1.code_max),
                                       (qkv.x_scale, qkv.x_zp, qkv.code_max))
@@ -182,8 +182,7 @@ class Int8QSCINet(QSCINet):
         (ya, sa), (yb, sb) = a, b
         if sb != 1.0:
             F.leaky_relu_(yb, sb)
-        if native.active() and ya.stride() == yb.stride() and native.dense(ya) \
-                and all(0 <= c.x_zp <= 255 for c in (first, second)):
+        if first.native_codes and second.native_codes and ya.stride() == yb.stride() and native.dense(ya):
             return native.sum_codes(ya, yb, sa, (first.x_scale, first.x_zp, first.code_max),
                                     (second.x_scale, second.x_zp, second.code_max))
         s = (ya if sa == 1.0 else F.leaky_relu_(ya, sa)).add_(yb)

@@ -37,6 +37,15 @@
 #include <string.h>
 
 #define LANES 16
+#define MAX_T 32
+#define MAX_COLS 768
+
+/* A quantizer's uint8 code of v, as a float: clamp(rint(v * inv_scale + zp), 0, code_max), the
+   multiply-add fused as in fbgemm's quantize. */
+static inline float to_code(float v, float inv_scale, float zp, float code_max) {
+    const float c = rintf(v * inv_scale + zp);
+    return c < 0.f ? 0.f : (c > code_max ? code_max : c);
+}
 
 /* e^x for x <= 0 (softmax after the max is subtracted), written so that loops over lanes
    vectorize (glibc's expf is a scalar call): x = n ln2 + r, |r| <= ln2 / 2, e^r by a degree-6
@@ -55,8 +64,6 @@ static inline float exp_nonpositive(float x) {
     union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
     return p * scale.f;
 }
-#define MAX_T 32
-#define MAX_COLS 768
 
 /* One head of one tile: q, k, v as [i][f][lane] (code - zero point), o as [i][f][lane] codes. */
 static inline __attribute__((always_inline)) void attend_head(
@@ -84,11 +91,7 @@ static inline __attribute__((always_inline)) void attend_head(
         }
         for (int64_t s = 0; s < t; ++s) {
             float *e = row + s * LANES;
-            for (int j = 0; j < LANES; ++j) {
-                float c = rintf((e[j] / sum[j]) * ia + z);  /* one fused multiply-add, as fbgemm */
-                c = c < 0.f ? 0.f : (c > amax ? amax : c);
-                e[j] = c - z;
-            }
+            for (int j = 0; j < LANES; ++j) e[j] = to_code(e[j] / sum[j], ia, z, amax) - z;
         }
     }
     /* out[f][i] = code(factor * sum_s attn[f][s] v[i][s]) */
@@ -100,11 +103,7 @@ static inline __attribute__((always_inline)) void attend_head(
             for (int64_t s = 0; s < t; ++s)
                 for (int j = 0; j < LANES; ++j) acc[j] += row[s * LANES + j] * vi[s * LANES + j];
             uint8_t *oi = o + (i * t + f) * LANES;
-            for (int j = 0; j < LANES; ++j) {
-                float c = rintf(acc[j] * factor + out_zp);
-                c = c < 0.f ? 0.f : (c > code_max ? code_max : c);
-                oi[j] = (uint8_t)c;
-            }
+            for (int j = 0; j < LANES; ++j) oi[j] = (uint8_t)to_code(acc[j], factor, out_zp, code_max);
         }
     }
 }
@@ -181,10 +180,7 @@ void qsci_leaky_codes(const float *x, uint8_t *out, int64_t begin, int64_t end, 
                       int leaky, float inv_scale, float zp, float code_max) {
     const float neg = leaky ? slope : 1.0f;
     for (int64_t i = begin; i < end; ++i) {
-        const float v = x[i] > 0.f ? x[i] : x[i] * neg;
-        float c = rintf(v * inv_scale + zp);
-        c = c < 0.f ? 0.f : (c > code_max ? code_max : c);
-        out[i] = (uint8_t)c;
+        out[i] = (uint8_t)to_code(x[i] > 0.f ? x[i] : x[i] * neg, inv_scale, zp, code_max);
     }
 }
 
@@ -192,24 +188,10 @@ void qsci_leaky_codes(const float *x, uint8_t *out, int64_t begin, int64_t end, 
    layers' codes of leaky(a) alone (two layers reading one tensor, e.g. a CFormer's input). */
 void qsci_sum_codes(const float *a, const float *b, uint8_t *u1, uint8_t *u2, int64_t begin, int64_t end,
                     float slope_a, float inv1, float zp1, float max1, float inv2, float zp2, float max2) {
-    if (!b) {
-        for (int64_t i = begin; i < end; ++i) {
-            const float s = a[i] > 0.f ? a[i] : a[i] * slope_a;
-            float c1 = rintf(s * inv1 + zp1), c2 = rintf(s * inv2 + zp2);
-            c1 = c1 < 0.f ? 0.f : (c1 > max1 ? max1 : c1);
-            c2 = c2 < 0.f ? 0.f : (c2 > max2 ? max2 : c2);
-            u1[i] = (uint8_t)c1;
-            u2[i] = (uint8_t)c2;
-        }
-        return;
-    }
-    for (int64_t i = begin; i < end; ++i) {
-        const float s = (a[i] > 0.f ? a[i] : a[i] * slope_a) + b[i];
-        float c1 = rintf(s * inv1 + zp1), c2 = rintf(s * inv2 + zp2);
-        c1 = c1 < 0.f ? 0.f : (c1 > max1 ? max1 : c1);
-        c2 = c2 < 0.f ? 0.f : (c2 > max2 ? max2 : c2);
-        u1[i] = (uint8_t)c1;
-        u2[i] = (uint8_t)c2;
+    for (int64_t i = begin; i < end; ++i) {  /* -O3 unswitches the b test out of the loop */
+        const float s = (a[i] > 0.f ? a[i] : a[i] * slope_a) + (b ? b[i] : 0.f);
+        u1[i] = (uint8_t)to_code(s, inv1, zp1, max1);
+        u2[i] = (uint8_t)to_code(s, inv2, zp2, max2);
     }
 }
 
@@ -220,11 +202,7 @@ void qsci_row_codes(const float *x, uint8_t *out, int64_t begin, int64_t end, in
     for (int64_t i = begin; i < end; ++i) {
         const float *src = x + i * row_stride;
         uint8_t *dst = out + i * out_stride;
-        for (int64_t k = 0; k < c; ++k) {
-            float q = rintf(src[k] * inv_scale + zp);
-            q = q < 0.f ? 0.f : (q > code_max ? code_max : q);
-            dst[k] = (uint8_t)q;
-        }
+        for (int64_t k = 0; k < c; ++k) dst[k] = (uint8_t)to_code(src[k], inv_scale, zp, code_max);
     }
 }
 
@@ -234,8 +212,6 @@ void qsci_add_codes(float *s, const float *y, uint8_t *u, int64_t begin, int64_t
     for (int64_t i = begin; i < end; ++i) {
         const float v = s[i] + y[i];
         s[i] = v;
-        float c = rintf(v * inv_scale + zp);
-        c = c < 0.f ? 0.f : (c > code_max ? code_max : c);
-        u[i] = (uint8_t)c;
+        u[i] = (uint8_t)to_code(v, inv_scale, zp, code_max);
     }
 }

@@ -85,6 +85,12 @@ class _Int8Base(nn.Module):
         """One oneDNN call with a per-tensor input step: output requantization and post-ops apply."""
         return self.route == "per-tensor" and self.terms == 1 and self.kernel == "onednn" and not self.exact
 
+    @property
+    def native_codes(self) -> bool:
+        """True when the compiled C passes can write this layer's input codes: per-tensor steps,
+        default rounding, a zero point in the uint8 range, and the kernels built and switched on."""
+        return not self.per_channel and not self.exact and 0 <= self.x_zp <= 255 and native.active()
+
     def codes(self, x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
         """uint8 kernel input codes of x (channel axis `axis`, default the layer's input axis)."""
         axis = self.cin_axis if axis is None else axis
@@ -92,8 +98,8 @@ class _Int8Base(nn.Module):
             if self.exact:
                 zr = self.x_zp + self.x_qmin
                 return quantize_codes_exact(x, self.x_scale, zr, self.x_qmin, self.x_qmin + self.code_max)
-            if axis == 1 and not x.is_contiguous(memory_format=torch.channels_last_3d) and 0 <= self.x_zp <= 255 \
-                    and native.row_stride(x) is not None and native.active():  # a channel slice: no fp32 copy
+            if axis == 1 and not x.is_contiguous(memory_format=torch.channels_last_3d) \
+                    and native.row_stride(x) is not None and self.native_codes:  # a channel slice: no fp32 copy
                 b, c, t, h, w = x.shape
                 return native.row_codes(x, self.x_scale, self.x_zp, self.code_max).reshape(b, t, h, w, c) \
                     .permute(0, 4, 1, 2, 3)
@@ -108,9 +114,7 @@ class _Int8Base(nn.Module):
         """(B*T*H*W, sum C_j) uint8 rows: the codes of the channel concatenation of (B, C_j, T, H, W)
         channels-last tensors (or channel slices of one), each written straight into its columns by
         the C kernel where it applies; else quantize each and concatenate the codes."""
-        fast = not self.per_channel and not self.exact and 0 <= self.x_zp <= 255 and native.active() \
-            and all(native.row_stride(x) is not None for x in tensors)
-        if not fast:
+        if not (self.native_codes and all(native.row_stride(x) is not None for x in tensors)):
             parts = [self.codes(x).permute(0, 2, 3, 4, 1).reshape(-1, x.shape[1]) for x in tensors]
             return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         b, _, t, h, w = tensors[0].shape
@@ -124,8 +128,7 @@ class _Int8Base(nn.Module):
     def leaky_codes(self, y: torch.Tensor, slope: float) -> torch.Tensor:
         """`codes(leaky_relu(y))`: one fused pass where the C kernels are built (per-tensor steps,
         default rounding), else the two torch passes (LeakyReLU in place on y)."""
-        if not self.per_channel and not self.exact and 0 <= self.x_zp <= 255 and y.dtype == torch.float32 \
-                and native.dense(y) and native.active():
+        if y.dtype == torch.float32 and native.dense(y) and self.native_codes:
             return native.leaky_codes(y, slope, self.x_scale, self.x_zp, self.code_max)
         return self.codes(F.leaky_relu_(y, slope))
 
