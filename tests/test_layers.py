@@ -29,6 +29,7 @@ ROOTS = ("qsci", "ui", "training", "app")
 LAYERS = {
     "qsci": 1, "qsci.errors": 1, "qsci.physics": 1, "qsci.io": 1, "qsci.metrics": 1, "qsci.data": 1,
     "qsci.scenes": 1, "qsci.synthetic": 1, "qsci.tiling": 1, "qsci.published": 1, "qsci.threads": 1,
+    "qsci.native": 1,
     "qsci.quant": 2, "qsci.quant.lsq": 2, "qsci.models": 2, "qsci.solvers": 2,
     "qsci.deploy": 3, "qsci.deploy.int8": 3, "qsci.deploy.packing": 3, "qsci.deploy.complexity": 3,
     "qsci.deploy.weights": 3,
@@ -54,8 +55,6 @@ FUNCTION_LEVEL_ALLOWED = {
     # (qsci.deploy.weights, every format) and the runners load with the first request.
     ("qsci.zoo", "qsci.data"), ("qsci.zoo", "qsci.models"), ("qsci.zoo", "qsci.deploy.weights"),
     ("qsci.zoo", "qsci.runners"),
-    # lazy by design: GAP-TV loads only for the method in use.
-    ("qsci.runners", "qsci.solvers.gaptv"),
     # no cycle: could move to the top.
     ("qsci.engine", "qsci.io.inspect"), ("qsci.evaluate", "qsci.data"), ("qsci.evaluate", "qsci.errors"),
     # bench re-implements the runner loop with its own backend policy (issue 12 finding 4); torch and

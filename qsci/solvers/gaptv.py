@@ -15,7 +15,8 @@ TV is anisotropic: |d/dx| + |d/dy| + `temporal` * |d/dt|. The temporal term matt
 preallocated buffers and in-place updates, one measurement at a time (the working set then stays
 in cache). It is deliberately single-threaded: the arrays are small (8 x 256 x 256), and torch's
 intra-op threads measured 10-30x slower on a shared, oversubscribed 2-core machine. Results are
-deterministic.
+deterministic. Where a C compiler is present the same loop runs on compiled sweeps
+(`gaptv_native`, one pass per TV iteration, `threads` row slices) with the same values.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import time
 from typing import Callable
 
 import numpy as np
+
 from qsci.errors import QSCIError
+from qsci.solvers import gaptv_native
 
 Progress = Callable[[float, str], None] | None
 
@@ -109,7 +112,7 @@ def _gap_one(y: np.ndarray, phi: np.ndarray, phi_s: np.ndarray, count: np.ndarra
              tick: Callable[[int], None]) -> np.ndarray:
     """Accelerated GAP-TV for one measurement y (H, W); returns (T, H, W)."""
     tv = _TVDenoiser(phi.shape, temporal)
-    v = np.ascontiguousarray(np.broadcast_to(y / count, phi.shape))  # per-pixel mean start
+    v = np.broadcast_to(y / count, phi.shape).copy()  # per-pixel mean start (a writable copy, also for T = 1)
     x = np.empty_like(v)
     av = (v * phi).sum(0)
     y_acc = av.copy()  # makes the first accelerated step the plain projection
@@ -137,6 +140,7 @@ def gap_tv(
     temporal: float = DEFAULTS["temporal"],
     tv_weight_end: float | None = None,
     progress: Progress = None,
+    threads: int = 1,
 ) -> np.ndarray:
     """Reconstruct video frames from coded snapshot(s) with accelerated GAP-TV.
 
@@ -144,6 +148,7 @@ def gap_tv(
     Returns float32 frames, (N, T, H, W) for 3-D `y` and (T, H, W) for 2-D `y`, not clipped.
     `tv_weight` may decay geometrically to `tv_weight_end` (default: constant).
     `progress(fraction, message)` is called with increasing fractions, the last one 1.0.
+    `threads`: row slices of the compiled sweeps (the numpy fallback is single-threaded).
     Defaults measured on Drop/Runner/Traffic (see scripts/check_gaptv.py).
     """
     yt = _as_array(y, "measurement")
@@ -177,11 +182,15 @@ def gap_tv(
     phi_s[phi_s == 0] = 1.0
     count = mt.sum(0)
     count[count == 0] = 1.0
+    compiled = gaptv_native.library() is not None
     for i in range(n):
         def tick(k: int, i: int = i) -> None:
             if progress is not None and (k % every == every - 1 or k == iters - 1):
                 done = i * iters + k + 1
                 progress(done / total, f"gap-tv: measurement {i + 1}/{n}, iteration "
                          f"{k + 1}/{iters} ({time.perf_counter() - start:.1f} s)")
-        out[i] = _gap_one(yt[i], mt, phi_s, count, lams, tv_iters, temporal, tick)
+        if compiled:
+            out[i] = gaptv_native.gap_one(yt[i], mt, phi_s, count, lams, tv_iters, temporal, tick, threads)
+        else:
+            out[i] = _gap_one(yt[i], mt, phi_s, count, lams, tv_iters, temporal, tick)
     return out[0] if single else out

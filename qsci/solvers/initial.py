@@ -16,12 +16,12 @@ from qsci.physics import SCIOperator
 from qsci.solvers.gaptv import gap_tv
 
 
-def initial_estimate(y, mask, kind: str = "measurement", iters: int = 40) -> torch.Tensor:
+def initial_estimate(y, mask, kind: str = "measurement", iters: int = 40, threads: int = 1) -> torch.Tensor:
     """y (H, W) | (B, H, W), mask (T, H, W) -> network input (B, 1, T, H, W), float32.
 
     `measurement`: `y_n + Phi * y_n` with `y_n = y / Phi_s` (spec 4). `gaptv`: `iters`
-    iterations of GAP-TV with its default weights (deterministic; ~0.15 s per 256x256x8
-    measurement at 40 iterations on one core).
+    iterations of GAP-TV with its default weights (deterministic, whatever `threads`; 0.07 s per
+    256x256x8 measurement at 40 iterations on one core compiled, 0.39 s in numpy).
     """
     if kind == "measurement":
         return SCIOperator(mask).network_input(y)
@@ -29,5 +29,5 @@ def initial_estimate(y, mask, kind: str = "measurement", iters: int = 40) -> tor
         raise QSCIError(f"unknown initial estimate {kind!r}; choose measurement or gaptv")
     y_np = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y, np.float32)
     m_np = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask, np.float32)
-    x = gap_tv(y_np.reshape(-1, *y_np.shape[-2:]), m_np, iters=int(iters))  # (B, T, H, W)
+    x = gap_tv(y_np.reshape(-1, *y_np.shape[-2:]), m_np, iters=int(iters), threads=threads)  # (B, T, H, W)
     return torch.from_numpy(np.ascontiguousarray(x, np.float32)).unsqueeze(1)

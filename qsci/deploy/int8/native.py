@@ -1,80 +1,30 @@
-"""Fused passes of the int8 graph (`kernels.c`): built once with the system C compiler, called
-through ctypes, or absent (then the eager torch passes run, with the same values).
-
-Why plain C + ctypes rather than a torch C++ extension: no torch headers, so it builds in about
-a second on first use (an ATen extension takes a minute), and a machine without a compiler simply
-keeps the eager path. `QSCI_NATIVE=0` turns it off. The library is cached per source and CPU
-(`-march=native`) under `QSCI_CACHE_DIR` or `~/.cache/qsci/native`.
+"""Fused passes of the int8 graph (`kernels.c`): built once with the system C compiler
+(`qsci.native`), called through ctypes, or absent (then the eager torch passes run, with the
+same values). `QSCI_NATIVE=0` turns them off.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
+from qsci import native
+
 SOURCE = Path(__file__).with_name("kernels.c")
-# -ffast-math for the compile step only: linked with it, its start-up code (crtfastmath) would turn
-# on flush-to-zero for the whole process
-FLAGS = ["-O3", "-ffast-math", "-fno-finite-math-only", "-fPIC"]
-if platform.machine() in ("x86_64", "AMD64"):  # 16 float lanes per instruction where the CPU has them
-    FLAGS += ["-march=native", "-mprefer-vector-width=512"]
+FLAGS = [*native.BASE_FLAGS, "-ffast-math", "-fno-finite-math-only"]
 LANES = 16  # pixels per inner loop in the C source; thread slices are multiples of it
 _STATUS: dict[str, str] = {}
 _SWITCH = {"on": True}
 
 
-def _cpu_key() -> str:
-    try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    except OSError:
-        flags = ""
-    return hashlib.sha256(f"{platform.machine()} {flags}".encode()).hexdigest()[:12]
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("QSCI_CACHE_DIR")
-    return Path(root) / "native" if root else Path.home() / ".cache" / "qsci" / "native"
-
-
-def _build(lib: Path) -> None:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        raise OSError("no C compiler (cc/gcc) on PATH")
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:  # build aside, then rename: no half-written library
-        part = Path(tmp) / lib.name
-        obj = Path(tmp) / "kernels.o"
-        for cmd in ([cc, *FLAGS, "-c", "-o", str(obj), str(SOURCE)], [cc, "-shared", "-o", str(part), str(obj), "-lm"]):
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-            if proc.returncode != 0:
-                raise OSError(f"{cc} failed: {proc.stderr.strip()[-500:]}")
-        os.replace(part, lib)
-
-
 @functools.lru_cache(maxsize=1)
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, or None (reason in `status()`)."""
-    if os.environ.get("QSCI_NATIVE", "1") == "0":
-        _STATUS["reason"] = "disabled by QSCI_NATIVE=0"
-        return None
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:12]
-    lib = _cache_dir() / f"kernels_{digest}_{_cpu_key()}.so"
-    try:
-        if not lib.is_file():
-            _build(lib)
-        dll = ctypes.CDLL(str(lib))
-    except (OSError, subprocess.SubprocessError) as exc:
-        _STATUS["reason"] = f"fused kernels unavailable: {exc}"
+    dll, _STATUS["reason"] = native.load(SOURCE, FLAGS)
+    if dll is None:
         return None
     f = dll.qsci_attend_planar
     i64, fp = ctypes.c_int64, ctypes.c_void_p
@@ -94,7 +44,6 @@ def library() -> ctypes.CDLL | None:
     r = dll.qsci_row_codes
     r.argtypes = [fp, fp, i64, i64, i64, i64, i64, f32, f32, f32]
     r.restype = None
-    _STATUS["reason"] = f"built {lib}"
     return dll
 
 
@@ -114,17 +63,9 @@ def status() -> str:
     return _STATUS.get("reason", "")
 
 
-@functools.lru_cache(maxsize=4)
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max(1, workers - 1), thread_name_prefix="qsci-native")
-
-
 def _map(run, starts: list[int], workers: int) -> list:
-    """run(start) for each slice, on torch's thread count (ctypes drops the GIL during a call)."""
-    if len(starts) == 1:
-        return [run(starts[0])]
-    rest = [_pool(workers).submit(run, i) for i in starts[1:]]  # the calling thread takes the first slice
-    return [run(starts[0])] + [f.result() for f in rest]
+    """run(start) for each slice, on torch's thread count."""
+    return native.parallel_map(run, starts, workers)
 
 
 def dense(x: torch.Tensor) -> bool:
