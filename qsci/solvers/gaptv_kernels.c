@@ -1,13 +1,13 @@
 /* GAP-TV in fused passes (qsci/solvers/gaptv_native.py builds and calls this).
 
-   The numpy version makes about twenty passes over the (T, H, W) stack per TV iteration. Here
-   one TV iteration is one sweep, row by row, done in place: at row i, for each frame t, first
-   the duals of (t, i) are updated from the old u (which still holds rows >= i and frames >= t
-   of row i), then u(t, i) is overwritten from the new duals (which hold rows <= i and frames
-   <= t). Threads sweep slices of rows; the two values a slice would read across its borders
-   from another slice (the old u of the row after it, the new vertical dual of the row before
-   it) are copied first by qsci_tv_halo. The arithmetic is the numpy version's, term by term,
-   so both agree to float rounding. Arrays are (T, H, W) float32, C order. */
+   The numpy version makes about twenty passes over the (T, H, W) stack per TV iteration. Here a
+   TV iteration is done row by row, in place: at row i, for each frame t, first the duals of
+   (t, i) are updated from the old u (which still holds rows >= i and frames >= t of row i), then
+   u(t, i) is overwritten from the new duals (which hold rows <= i and frames <= t). The
+   projection and all TV iterations of one GAP iteration run as a wavefront over the rows, so a
+   row is reused from cache by every stage. The arithmetic is the numpy version's, term by term
+   (built without FMA contraction), so both give the same floats. Arrays are (T, H, W) float32,
+   C order. */
 
 #include <stdint.h>
 #include <stddef.h>
@@ -15,11 +15,11 @@
 static inline float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 /* y_acc += y - av; r = (y_acc - av) / phi_s; f = v + phi * r (v: the previous TV output, in u).
-   Rows [r0, r1); r is an (H, W) scratch array. The TV sweep that follows starts from u = f and
-   zero duals (its `fresh` flag), so neither is written here. */
-void qsci_gap_project(const float *y, float *y_acc, const float *av, const float *phi_s,
-                      const float *phi, const float *u, float *f, float *r,
-                      int64_t T, int64_t H, int64_t W, int64_t r0, int64_t r1) {
+   Rows [r0, r1); r is an (H, W) scratch array. The first TV pass that follows starts from u = f
+   and zero duals (its `fresh` flag), so neither is written here. */
+static void project_rows(const float *y, float *y_acc, const float *av, const float *phi_s,
+                         const float *phi, const float *u, float *f, float *r,
+                         int64_t T, int64_t H, int64_t W, int64_t r0, int64_t r1) {
     const int64_t plane = H * W;
     for (int64_t p = r0 * W; p < r1 * W; p++) {
         float acc = y_acc[p] + y[p];
@@ -37,75 +37,82 @@ void qsci_gap_project(const float *y, float *y_acc, const float *av, const float
     }
 }
 
-/* For a slice starting at row b > 0: the old u of row b (read by the slice before it) and the
-   new vertical dual of row b - 1 (read by the slice itself), each (T, W). `fresh`: the first
-   iteration after a projection, u = f and duals 0. */
-void qsci_tv_halo(const float *f, const float *u, const float *qy, float *u_row, float *qy_row,
-                  int64_t T, int64_t H, int64_t W, float bound, int64_t b, int fresh) {
-    const float *src = fresh ? f : u;
+/* Row i of one TV iteration (all frames), u in place; `old` holds the iteration's input u for
+   rows >= i (f after a projection, else u itself) and `below` its row i + 1 (NULL at the
+   bottom); qy holds this iteration's new duals for row i - 1. */
+static void tv_row(const float *f, float *u, const float *old, const float *below_rows,
+                   float *qx, float *qy, float *qt, int64_t T, int64_t H, int64_t W, float bound,
+                   float bound_t, float wt2, float step, int64_t i, int fresh, const float *phi, float *av) {
+    const int64_t plane = H * W;
     for (int64_t t = 0; t < T; t++) {
-        const float *ub = src + (t * H + b) * W, *ua = ub - W, *qa = qy + (t * H + b - 1) * W;
+        const int64_t row = t * plane + i * W;
+        float *ur = u + row, *qxr = qx + row, *qyr = qy + row;
+        const float *uo = old + row;
+        const float *below = below_rows ? below_rows + t * plane : NULL;
+        const float *above = i > 0 ? qyr - W : NULL;
+        float *qtr = qt ? qt + row : NULL;
+        const float *qtp = (qt && t > 0) ? qtr - plane : NULL;
+        const float *later = (qt && t + 1 < T) ? uo + plane : NULL;
+        if (fresh) {
+            #pragma GCC ivdep
+            for (int64_t j = 0; j + 1 < W; j++) qxr[j] = clampf(uo[j + 1] - uo[j], -bound, bound);
+            qxr[W - 1] = 0.0f;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < W; j++) qyr[j] = below ? clampf(below[j] - uo[j], -bound, bound) : 0.0f;
+            if (qtr)
+                #pragma GCC ivdep
+                for (int64_t j = 0; j < W; j++) qtr[j] = later ? clampf(later[j] - uo[j], -bound_t, bound_t) : 0.0f;
+        } else {
+            #pragma GCC ivdep
+            for (int64_t j = 0; j + 1 < W; j++) qxr[j] = clampf(qxr[j] + (uo[j + 1] - uo[j]), -bound, bound);
+            if (below)
+                #pragma GCC ivdep
+                for (int64_t j = 0; j < W; j++) qyr[j] = clampf(qyr[j] + (below[j] - uo[j]), -bound, bound);
+            if (later)
+                #pragma GCC ivdep
+                for (int64_t j = 0; j < W; j++) qtr[j] = clampf(qtr[j] + (later[j] - uo[j]), -bound_t, bound_t);
+        }
+        const float *fr = f + row;
+        #pragma GCC ivdep
         for (int64_t j = 0; j < W; j++) {
-            u_row[t * W + j] = ub[j];
-            qy_row[t * W + j] = clampf((fresh ? 0.0f : qa[j]) + (ub[j] - ua[j]), -bound, bound);
+            float d = qxr[j] + qyr[j];
+            if (j > 0) d -= qxr[j - 1];
+            if (above) d -= above[j];
+            if (qtr) {
+                d += qtr[j] * wt2;
+                if (qtp) d -= qtp[j] * wt2;
+            }
+            ur[j] = d * step + fr[j];
+        }
+        if (av) {
+            const float *ph = phi + row;
+            float *a = av + i * W;
+            if (t == 0) {
+                _Pragma("GCC ivdep") for (int64_t j = 0; j < W; j++) a[j] = ur[j] * ph[j];
+            } else {
+                _Pragma("GCC ivdep") for (int64_t j = 0; j < W; j++) a[j] += ur[j] * ph[j];
+            }
         }
     }
 }
 
-/* One dual projected-gradient TV iteration over rows [r0, r1) of every frame, u in place:
-   q <- clip(q + grad u), u <- f + step * div q (temporal dual weighted by wt2 = wt^2).
-   u_next: the old u of row r1 (NULL when r1 == H); qy_prev: the new qy of row r0 - 1 (NULL when
-   r0 == 0). av (NULL: skip) receives sum_t u * phi for the rows, for the next projection.
-   `fresh`: the first iteration after a projection: the old u is f and the old duals are 0 (0 + x
-   is x, so this is the same arithmetic without reading them). */
-void qsci_tv_sweep(const float *f, float *u, float *qx, float *qy, float *qt,
-                   int64_t T, int64_t H, int64_t W, float bound, float bound_t, float wt2,
-                   float step, int64_t r0, int64_t r1, const float *u_next, const float *qy_prev,
-                   const float *phi, float *av, int fresh) {
-    const int64_t plane = H * W;
-    const float *old = fresh ? f : u;
-    for (int64_t i = r0; i < r1; i++) {
-        for (int64_t t = 0; t < T; t++) {
-            const int64_t row = t * plane + i * W;
-            float *ur = u + row, *qxr = qx + row, *qyr = qy + row;
-            const float *uo = old + row;
-            const float *below = i + 1 < H ? (i + 1 == r1 ? u_next + t * W : uo + W) : NULL;
-            const float *above = i > 0 ? (i == r0 ? qy_prev + t * W : qyr - W) : NULL;
-            float *qtr = qt ? qt + row : NULL;
-            const float *qtp = (qt && t > 0) ? qtr - plane : NULL;
-            const float *later = (qt && t + 1 < T) ? uo + plane : NULL;
-            /* duals of (t, i) from the old u */
-            if (fresh) {
-                for (int64_t j = 0; j + 1 < W; j++) qxr[j] = clampf(uo[j + 1] - uo[j], -bound, bound);
-                qxr[W - 1] = 0.0f;
-                for (int64_t j = 0; j < W; j++) qyr[j] = below ? clampf(below[j] - uo[j], -bound, bound) : 0.0f;
-                if (qtr)
-                    for (int64_t j = 0; j < W; j++) qtr[j] = later ? clampf(later[j] - uo[j], -bound_t, bound_t) : 0.0f;
-            } else {
-                for (int64_t j = 0; j + 1 < W; j++) qxr[j] = clampf(qxr[j] + (uo[j + 1] - uo[j]), -bound, bound);
-                if (below)
-                    for (int64_t j = 0; j < W; j++) qyr[j] = clampf(qyr[j] + (below[j] - uo[j]), -bound, bound);
-                if (later)
-                    for (int64_t j = 0; j < W; j++) qtr[j] = clampf(qtr[j] + (later[j] - uo[j]), -bound_t, bound_t);
-            }
-            /* u(t, i) from the new duals */
-            const float *fr = f + row;
-            for (int64_t j = 0; j < W; j++) {
-                float d = qxr[j] + qyr[j];
-                if (j > 0) d -= qxr[j - 1];
-                if (above) d -= above[j];
-                if (qtr) {
-                    d += qtr[j] * wt2;
-                    if (qtp) d -= qtp[j] * wt2;
-                }
-                ur[j] = d * step + fr[j];
-            }
-            if (av) {
-                const float *ph = phi + row;
-                float *a = av + i * W;
-                if (t == 0) for (int64_t j = 0; j < W; j++) a[j] = ur[j] * ph[j];
-                else for (int64_t j = 0; j < W; j++) a[j] += ur[j] * ph[j];
-            }
+/* One whole GAP-TV iteration (projection, then `iters` TV iterations, then av = sum_t u * phi)
+   as a wavefront over rows: at step s the projection does row s + 1, TV iteration k row s - k.
+   Each row's data is then used by every stage while it is still in cache; iteration k at row i
+   reads iteration k - 1's rows i and i + 1 (done) and its own row i - 1 duals (done). */
+void qsci_gap_iteration(const float *y, float *y_acc, float *av, const float *phi_s, const float *phi,
+                        float *u, float *f, float *qx, float *qy, float *qt, float *r,
+                        int64_t T, int64_t H, int64_t W, float bound, float bound_t, float wt2,
+                        float step, int64_t iters) {
+    for (int64_t s = -1; s < H + iters - 1; s++) {
+        if (s + 1 < H) project_rows(y, y_acc, av, phi_s, phi, u, f, r, T, H, W, s + 1, s + 2);
+        for (int64_t k = 0; k < iters; k++) {
+            const int64_t i = s - k;
+            if (i < 0 || i >= H) continue;
+            const float *old = k == 0 ? f : u;
+            const float *below = i + 1 < H ? old + (i + 1) * W : NULL;
+            tv_row(f, u, old, below, qx, qy, qt, T, H, W, bound, bound_t, wt2, step, i, k == 0,
+                   phi, k == iters - 1 ? av : NULL);
         }
     }
 }
