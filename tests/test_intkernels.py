@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from qsci.bench import calibrate, int8_agreement
 from qsci.deploy.int8 import (FusedFakeQuant, Int8CFormer, Int8Conv3d, Int8Linear, Int8QSCINet, Int8ResDNet,
-                              Int8TSAB, convert_to_int8, int8_layers, onednn_available, quantize_codes)
+                              Int8TSAB, convert_to_int8, int8_layers, native, onednn_available,
+                              quantize_codes)
 from qsci.deploy.int8.blocks import _shuffle_codes, _shuffle_order, _unshuffle_rows
 from qsci.models.blocks import pixel_shuffle_frames, pixel_unshuffle_frames
 from qsci.errors import QSCIError
@@ -23,6 +24,16 @@ KERNELS = ["reference"] + (["onednn"] if onednn_available() else [])
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(autouse=True)
+def fp32_intermediates():
+    """These tests hold the int8 graph to fake-quant up to float rounding, so the kernels feeding
+    the C passes write fp32 here; their default bf16 outputs (`native.mid_dtype`) are checked
+    against ground-truth scores in tests/test_native_kernels.py."""
+    native.set_bf16_mids(False)
+    yield
+    native.set_bf16_mids(True)
 
 
 def _psnr_between(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -213,13 +224,15 @@ def test_split_rows_and_frame_convs_equal_the_plain_layer():
 
 
 @needs_onednn
-@pytest.mark.parametrize("padding,zero_point", [((1, 3, 3), 2.0), ((0, 1, 2), 0.0), ((1, 3, 3), -1.0)])
-def test_width_taps_as_channels_equal_the_one_channel_conv(padding, zero_point):
+@pytest.mark.parametrize("padding,zero_point,width", [((1, 3, 3), 2.0, 11), ((0, 1, 2), 0.0, 11),
+                                                     ((1, 3, 3), -1.0, 11), ((1, 3, 3), 4.0, 262)])
+def test_width_taps_as_channels_equal_the_one_channel_conv(padding, zero_point, width):
     """The first conv (1 input channel) runs with its width taps as channels: same integer sums
-    (not where the kernel zero point is outside 0..255: the padding could not hold it)."""
+    (not where the kernel zero point is outside 0..255: the padding could not hold it). Rows of
+    256+ columns: oneDNN's kernel for them padded frames and rows with code 0, not the zero point."""
     torch.manual_seed(2)
     conv = QConv3d(1, 6, (3, 5, 7), padding=padding, bits=4, per_channel_act=False)
-    x = torch.rand(2, 1, 4, 9, 11)  # unsigned quantizer: kernel zero point = zero point
+    x = torch.rand(2, 1, 4, 9, width)  # unsigned quantizer: kernel zero point = zero point
     with torch.no_grad():
         conv(x)
         conv.act.zero_point.fill_(zero_point)
