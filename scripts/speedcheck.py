@@ -15,7 +15,8 @@ load average (`/proc/loadavg`) before and after.
 `int8-unfused` is the same int8 model converted with `convert_to_int8(fuse=False)` (one wrapper
 per layer, the path before the fused graph): the in-process before/after of the fusion.
 `int8-eager` is the engine's int8 runner with the compiled C kernels switched off
-(`qsci.deploy.int8.native`): the in-process before/after of those.
+(`qsci.deploy.int8.native`): the in-process before/after of those. `int8-fp32mids` is that runner
+with the kernels feeding the C passes writing fp32 instead of bf16 (`native.set_bf16_mids`).
 
 Runners come from `qsci.bench.make_runner` (trained zoo weights where they exist, else calibrated
 random weights: timing does not depend on the values). Output: one JSON object.
@@ -30,6 +31,17 @@ import sys
 import time
 
 from qsci.threads import prefer_passive_omp_threads
+
+
+ENGINE_INT8 = ("int8-eager", "int8-fp32mids")  # the engine's int8 runner with a switch turned off
+
+
+def _switch(backend: str) -> None:
+    """The compiled passes and their bf16 inputs on, except where the backend name turns one off."""
+    from qsci.deploy.int8 import native
+
+    native.set_enabled(backend != "int8-eager")
+    native.set_bf16_mids(backend != "int8-fp32mids")
 
 
 def load_average() -> str:
@@ -101,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--family", default="", help="'gap' for the warm-start models (qsci-t-gap-*)")
     ap.add_argument("--backends", default="fp32,bf16,int8",
-                    help="comma list of fp32, bf16, int8, int8-eager, int8-unfused, fakequant")
+                    help="comma list of fp32, bf16, int8, int8-eager, int8-fp32mids, int8-unfused, fakequant")
     ap.add_argument("--profile", default=None, help="after timing, torch.profiler table for this backend")
     ap.add_argument("--stages", action="store_true",
                     help="after timing, process CPU ms per network stage of one int8 call (median of 3)")
@@ -122,15 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     runners = {}
     family = f"{args.family}-" if args.family else ""
     for b in args.backends.split(","):
-        quantized = b in ("int8", "int8-eager", "int8-unfused", "fakequant")
+        quantized = b in ("int8", *ENGINE_INT8, "int8-unfused", "fakequant")
         name = f"qsci-{args.preset}-{family}" + (f"{args.bits}bit" if quantized else "fp32")
         if b == "int8-unfused":  # a separate runner: the engine's cached int8 runner stays fused
             fq, weights = make_runner(name, "fakequant", size)
             runner = NetworkRunner(name, fq.model, backend="int8", weights=weights)
             runner.model = convert_to_int8(fq.model, fuse=False)
         else:
-            runner, weights = make_runner(name, "int8" if b == "int8-eager" else b, size)
-        native.set_enabled(b != "int8-eager")
+            runner, weights = make_runner(name, "int8" if b in ENGINE_INT8 else b, size)
+        _switch(b)
         runner(meas, mask)  # warm-up: first-call costs (weight packing, allocator) not timed
         runners[b] = (name, runner, weights)
     load_before = load_average()
@@ -138,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu: dict[str, list[float]] = {b: [] for b in runners}
     for _ in range(args.rounds):
         for b, (_name, runner, _w) in runners.items():
-            native.set_enabled(b != "int8-eager")
+            _switch(b)
             c0, t0 = time.process_time(), time.perf_counter()
             runner(meas, mask)
             times[b].append(time.perf_counter() - t0)
@@ -153,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                         "cpu_s": [round(c, 4) for c in cpu[b]]} for b, (n, r, w) in runners.items()},
     }
     floats = [b for b in ("fp32", "bf16") if b in times]
-    native.set_enabled(True)
-    for i8 in ("int8", "int8-eager", "int8-unfused"):
+    _switch("int8")
+    for i8 in ("int8", *ENGINE_INT8, "int8-unfused"):
         if i8 not in times or not floats:
             continue
         for what, series in (("", times), ("_cpu", cpu)):

@@ -109,7 +109,11 @@ def test_fused_graph_with_kernels_equals_it_without(kernels_on, bits):
         native.set_enabled(False)
         eager = m8(x0)
         native.set_enabled(True)
-        fused = m8(x0)
+        native.set_bf16_mids(False)  # fp32 conv outputs: the C passes must then give eager's values
+        try:
+            fused = m8(x0)
+        finally:
+            native.set_bf16_mids(True)
     assert tsabs and all(t._planar["native"] is not None for t in tsabs)  # the kernel path ran
     assert fused.shape == eager.shape == (1, 8, 32, 48)
     # exp in the kernel is a polynomial (about 1 ulp from torch's): a rare attention code may flip
@@ -141,3 +145,55 @@ def test_loading_the_kernels_keeps_subnormal_floats(kernels_on):
     tiny = np.nextafter(np.float32(0), np.float32(1))
     assert tiny * np.float32(2) > 0
     assert float(torch.tensor(1e-40) * 2) > 0
+
+
+def test_bf16_inputs_equal_the_widened_fp32_pass(kernels_on):
+    """The bf16 variants read conv outputs of half the bytes; widening bf16 to fp32 is exact, so
+    they must give the fp32 passes' codes (and sums) on the widened values."""
+    torch.manual_seed(3)
+    a = (torch.randn(1, 8, 4, 10, 12) * 3).contiguous(memory_format=torch.channels_last_3d).bfloat16()
+    b = (torch.randn(1, 8, 4, 10, 12) * 3).contiguous(memory_format=torch.channels_last_3d).bfloat16()
+    assert torch.equal(native.leaky_codes(a, 0.1, 0.05, 7, 15), native.leaky_codes(a.float(), 0.1, 0.05, 7, 15))
+    q1, q2 = (0.07, 5, 15), (0.01, 120, 255)
+    for other in (b, None):
+        got = native.sum_codes(a, other, 0.1, q1, q2)
+        want = native.sum_codes(a.float(), None if other is None else other.float(), 0.1, q1, q2)
+        assert all(torch.equal(g, w) for g, w in zip(got, want))
+    s1, s2 = torch.randn(a.shape).contiguous(memory_format=torch.channels_last_3d), None
+    s2 = s1.clone()
+    assert torch.equal(native.add_codes(s1, b, 0.05, 3, 15), native.add_codes(s2, b.float(), 0.05, 3, 15))
+    assert torch.equal(s1, s2)
+    with pytest.raises(ValueError, match="bfloat16"):
+        native.sum_codes(a, b.float(), 0.1, q1, q2)  # mixed dtypes
+
+
+def test_mid_dtype_follows_the_switches(kernels_on):
+    assert native.mid_dtype() == torch.bfloat16
+    native.set_bf16_mids(False)
+    try:
+        assert native.mid_dtype() == torch.float32
+    finally:
+        native.set_bf16_mids(True)
+    native.set_enabled(False)
+    assert native.mid_dtype() == torch.float32  # the torch passes read fp32 only
+    native.set_enabled(True)
+
+
+def test_bf16_intermediates_keep_trained_scores(kernels_on, monkeypatch):
+    """The default int8 graph (bf16 conv outputs into the C passes) scores within 0.1 dB of
+    fake-quant against ground truth on a benchmark crop (the agreement criterion of issue 14),
+    and really passes bf16 tensors."""
+    from qsci import zoo
+    from qsci.engine import reconstruct
+    from qsci.scenes import load_scene
+
+    sc = load_scene("drop8")
+    mask, gt = sc.mask[:, 64:192, 64:192], sc.gt[0][:, 64:192, 64:192]
+    meas = (gt * mask).sum(0)[None]
+    seen = []
+    real = native.sum_codes
+    monkeypatch.setattr(native, "sum_codes", lambda a, *r: seen.append(a.dtype) or real(a, *r))
+    int8 = reconstruct(meas, mask, zoo.load_runner("qsci-t-gap-4bit", "int8"), gt=gt[None])
+    fq = reconstruct(meas, mask, zoo.load_runner("qsci-t-gap-4bit", "fakequant"), gt=gt[None])
+    assert int8.backend == "int8" and torch.bfloat16 in seen
+    assert abs(int8.psnr_mean - fq.psnr_mean) <= 0.1 and fq.psnr_mean > 25

@@ -63,11 +63,12 @@ class Int8CFormer(nn.Module):
                                       (qkv.x_scale, qkv.x_zp, qkv.code_max))
         else:
             u1, uq = conv1.codes(x), None
-        u = conv2.leaky_codes(conv1.forward_frames(u1), self.scb[1].negative_slope)
+        mid = native.mid_dtype() if fast else torch.float32  # conv outputs only a C pass reads
+        u = conv2.leaky_codes(conv1.forward_frames(u1, dtype=mid), self.scb[1].negative_slope)
         s = _cl(self.tsab.forward_tokens(x, add=_rows(x), codes=uq), x.shape)  # tsab(x) + x, a new buffer
-        y = conv2.forward_frames(u)  # scb(x) (conv2d's sum post-op copies the accumulator: added here)
+        y = conv2.forward_frames(u, dtype=mid)  # scb(x) (conv2d's sum post-op copies the accumulator: added here)
         if fast and y.stride() == s.stride():
-            y = f1.forward_codes(native.add_codes(s, y, f1.x_scale, f1.x_zp, f1.code_max))  # s += y, f1's codes
+            y = f1.forward_codes(native.add_codes(s, y, f1.x_scale, f1.x_zp, f1.code_max), dtype=mid)  # s += y
         else:
             y = f1(s.add_(y))
         u = f2.leaky_codes(y, self.ffn[1].negative_slope)
@@ -164,14 +165,20 @@ class Int8QSCINet(QSCINet):
             conv._packed = conv._packed_linear = None
 
     @staticmethod
-    def _pre(seq: nn.Sequential, u: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """A branch's conv output from its input codes, and the LeakyReLU slope still to apply
-        (1.0 where the kernel applied it: 1x1x1 convs on code rows)."""
+    def _pre(seq: nn.Sequential, u: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, float]:
+        """A branch's conv output (`dtype`) from its input codes, and the LeakyReLU slope still to
+        apply (1.0 where the kernel applied it: 1x1x1 convs on code rows)."""
         conv, slope = seq[0], seq[1].negative_slope
         if conv.pointwise:
             b, _, t, h, w = u.shape
-            return _cl(conv.forward_rows([_rows(u)], leaky=slope), (b, -1, t, h, w)), 1.0
-        return (conv._forward_width_taps(u) if conv.width_taps else conv.forward_codes(u)), slope
+            return _cl(conv.forward_rows([_rows(u)], leaky=slope, dtype=dtype), (b, -1, t, h, w)), 1.0
+        y = conv._forward_width_taps(u, dtype) if conv.width_taps else conv.forward_codes(u, dtype)
+        return y, slope
+
+    @staticmethod
+    def _branch_dtype(*layers: nn.Module) -> torch.dtype:
+        """bf16 branch outputs where the C pass summing them will read them (`native.mid_dtype`)."""
+        return native.mid_dtype() if all(layer.native_codes for layer in layers) else torch.float32
 
     @staticmethod
     def _sum_codes(a: tuple[torch.Tensor, float], b: tuple[torch.Tensor, float], first: nn.Module,
@@ -181,18 +188,23 @@ class Int8QSCINet(QSCINet):
         quantizes."""
         (ya, sa), (yb, sb) = a, b
         if sb != 1.0:
-            F.leaky_relu_(yb, sb)
-        if first.native_codes and second.native_codes and ya.stride() == yb.stride() and native.dense(ya):
+            yb = F.leaky_relu_(yb.float(), sb)
+        if first.native_codes and second.native_codes and ya.stride() == yb.stride() and native.dense(ya) \
+                and ya.dtype == yb.dtype:
             return native.sum_codes(ya, yb, sa, (first.x_scale, first.x_zp, first.code_max),
                                     (second.x_scale, second.x_zp, second.code_max))
+        ya, yb = ya.float(), yb.float()
         s = (ya if sa == 1.0 else F.leaky_relu_(ya, sa)).add_(yb)
         return first.codes(s), second.codes(s)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, H, W) -> (B, 4C, T, H/2, W/2)
         c11, c12 = self.fem_conv1_1[0], self.fem_conv1_2[0]
-        u21, u22 = self._sum_codes(self._pre(self.fem_conv1_1, c11.codes(x)), self._pre(self.fem_conv1_2, c12.codes(x)),
+        mid = self._branch_dtype(self.fem_conv2_1[0], self.fem_conv2_2[0])
+        u21, u22 = self._sum_codes(self._pre(self.fem_conv1_1, c11.codes(x), mid),
+                                   self._pre(self.fem_conv1_2, c12.codes(x), mid),
                                    self.fem_conv2_1[0], self.fem_conv2_2[0])
-        u31, u32 = self._sum_codes(self._pre(self.fem_conv2_1, u21), self._pre(self.fem_conv2_2, u22),
+        mid = self._branch_dtype(self.fem_conv3_1[0], self.fem_conv3_2[0])
+        u31, u32 = self._sum_codes(self._pre(self.fem_conv2_1, u21, mid), self._pre(self.fem_conv2_2, u22, mid),
                                    self.fem_conv3_1[0], self.fem_conv3_2[0])
         out, slope = self._pre(self.fem_conv3_1, u31)
         out = F.leaky_relu_(out, slope) if slope != 1.0 else out
@@ -211,9 +223,11 @@ class Int8QSCINet(QSCINet):
         full = (out.shape[0], 1, out.shape[2], 2 * out.shape[3], 2 * out.shape[4])
         u11 = _shuffle_codes(self.up_conv.forward_rows_codes(up, v11), out.shape)
         u12 = _shuffle_codes(self.up_conv.forward_rows_codes(up, v12), out.shape)
-        u21, u22 = self._sum_codes(self._pre(self.vrm_conv1_1, u11), self._pre(self.vrm_conv1_2, u12),
+        mid = self._branch_dtype(self.vrm_conv2_1[0], self.vrm_conv2_2[0])
+        u21, u22 = self._sum_codes(self._pre(self.vrm_conv1_1, u11, mid), self._pre(self.vrm_conv1_2, u12, mid),
                                    self.vrm_conv2_1[0], self.vrm_conv2_2[0])
-        u31, u32 = self._sum_codes(self._pre(self.vrm_conv2_1, u21), self._pre(self.vrm_conv2_2, u22),
+        mid = self._branch_dtype(self.vrm_conv3_1, self.vrm_conv3_2)
+        u31, u32 = self._sum_codes(self._pre(self.vrm_conv2_1, u21, mid), self._pre(self.vrm_conv2_2, u22, mid),
                                    self.vrm_conv3_1, self.vrm_conv3_2)
         y = self.vrm_conv3_1.forward_codes(u31)
         last = self.vrm_conv3_2

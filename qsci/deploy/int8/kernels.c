@@ -215,3 +215,40 @@ void qsci_add_codes(float *s, const float *y, uint8_t *u, int64_t begin, int64_t
         u[i] = (uint8_t)to_code(v, inv_scale, zp, code_max);
     }
 }
+
+/* The same three passes on bf16 conv outputs (oneDNN writes half the bytes; these read half).
+   A bf16 value is the top half of the float with the same bits, so widening is exact. */
+static inline float from_bf16(uint16_t h) {
+    union { uint32_t i; float f; } v = {.i = (uint32_t)h << 16};
+    return v.f;
+}
+
+void qsci_leaky_codes_bf16(const uint16_t *x, uint8_t *out, int64_t begin, int64_t end, float slope,
+                           int leaky, float inv_scale, float zp, float code_max) {
+    const float neg = leaky ? slope : 1.0f;
+    for (int64_t i = begin; i < end; ++i) {
+        const float v = from_bf16(x[i]);
+        out[i] = (uint8_t)to_code(v > 0.f ? v : v * neg, inv_scale, zp, code_max);
+    }
+}
+
+void qsci_sum_codes_bf16(const uint16_t *a, const uint16_t *b, uint8_t *u1, uint8_t *u2, int64_t begin,
+                         int64_t end, float slope_a, float inv1, float zp1, float max1, float inv2, float zp2,
+                         float max2) {
+    for (int64_t i = begin; i < end; ++i) {
+        const float va = from_bf16(a[i]);
+        const float s = (va > 0.f ? va : va * slope_a) + (b ? from_bf16(b[i]) : 0.f);
+        u1[i] = (uint8_t)to_code(s, inv1, zp1, max1);
+        u2[i] = (uint8_t)to_code(s, inv2, zp2, max2);
+    }
+}
+
+/* s (float) += y (bf16) in place, and the codes of the new s. */
+void qsci_add_codes_bf16(float *s, const uint16_t *y, uint8_t *u, int64_t begin, int64_t end, float inv_scale,
+                         float zp, float code_max) {
+    for (int64_t i = begin; i < end; ++i) {
+        const float v = s[i] + from_bf16(y[i]);
+        s[i] = v;
+        u[i] = (uint8_t)to_code(v, inv_scale, zp, code_max);
+    }
+}

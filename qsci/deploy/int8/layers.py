@@ -128,9 +128,9 @@ class _Int8Base(nn.Module):
     def leaky_codes(self, y: torch.Tensor, slope: float) -> torch.Tensor:
         """`codes(leaky_relu(y))`: one fused pass where the C kernels are built (per-tensor steps,
         default rounding), else the two torch passes (LeakyReLU in place on y)."""
-        if y.dtype == torch.float32 and native.dense(y) and self.native_codes:
+        if y.dtype in native.MID_DTYPES and native.dense(y) and self.native_codes:
             return native.leaky_codes(y, slope, self.x_scale, self.x_zp, self.code_max)
-        return self.codes(F.leaky_relu_(y, slope))
+        return self.codes(F.leaky_relu_(y.float(), slope))
 
     def _sum_terms(self, y: torch.Tensor, dim: int) -> torch.Tensor:
         """Add the `terms` output slices of a folded layer (dim = output-channel axis)."""

@@ -17,7 +17,7 @@ SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = [*native.BASE_FLAGS, "-ffast-math", "-fno-finite-math-only"]
 LANES = 16  # pixels per inner loop in the C source; thread slices are multiples of it
 _STATUS: dict[str, str] = {}
-_SWITCH = {"on": True}
+_SWITCH = {"on": True, "bf16": True}
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,6 +44,11 @@ def library() -> ctypes.CDLL | None:
     r = dll.qsci_row_codes
     r.argtypes = [fp, fp, i64, i64, i64, i64, i64, f32, f32, f32]
     r.restype = None
+    dll.qsci_leaky_codes_bf16.argtypes = g.argtypes
+    dll.qsci_sum_codes_bf16.argtypes = h.argtypes
+    dll.qsci_add_codes_bf16.argtypes = ac.argtypes
+    for fn in (dll.qsci_leaky_codes_bf16, dll.qsci_sum_codes_bf16, dll.qsci_add_codes_bf16):
+        fn.restype = None
     return dll
 
 
@@ -55,6 +60,17 @@ def set_enabled(on: bool) -> None:
 def active() -> bool:
     """True when the fused kernels are built and switched on."""
     return _SWITCH["on"] and library() is not None
+
+
+def set_bf16_mids(on: bool) -> None:
+    """Let the kernels feeding the C passes write bf16 (default) or fp32 (for comparisons)."""
+    _SWITCH["bf16"] = bool(on)
+
+
+def mid_dtype() -> torch.dtype:
+    """What a conv whose output only a C pass reads writes: bf16 (half the bytes written and
+    read; the C passes widen it exactly) when they are active, else fp32 for the torch passes."""
+    return torch.bfloat16 if _SWITCH["bf16"] and active() else torch.float32
 
 
 def status() -> str:
@@ -76,18 +92,22 @@ def dense(x: torch.Tensor) -> bool:
     return fmt is not None and x.is_contiguous(memory_format=fmt)
 
 
+MID_DTYPES = (torch.float32, torch.bfloat16)  # what the elementwise passes read
+
+
 def leaky_codes(x: torch.Tensor, slope: float | None, scale: float, zero_point: int,
                 code_max: int) -> torch.Tensor:
     """uint8 `clamp(round(leaky(x) / scale) + zero_point, 0, code_max)` in one pass, layout kept
-    (`slope=None`: no LeakyReLU). Needs a dense fp32 x and 0 <= zero_point <= 255."""
+    (`slope=None`: no LeakyReLU). Needs a dense fp32 or bf16 x and 0 <= zero_point <= 255."""
     dll = library()
     if dll is None:
         raise RuntimeError(status())
-    if x.dtype != torch.float32 or not dense(x) or not 0 <= zero_point <= 255:
-        raise ValueError("leaky_codes needs a dense float32 tensor and a zero point in 0..255")
+    if x.dtype not in MID_DTYPES or not dense(x) or not 0 <= zero_point <= 255:
+        raise ValueError("leaky_codes needs a dense float32/bfloat16 tensor and a zero point in 0..255")
     out = torch.empty_like(x, dtype=torch.uint8)  # same strides as x: elementwise over storage
     inv = _inverse(scale)
-    _elementwise(x.numel(), lambda i, j: dll.qsci_leaky_codes(
+    fn = dll.qsci_leaky_codes if x.dtype == torch.float32 else dll.qsci_leaky_codes_bf16
+    _elementwise(x.numel(), lambda i, j: fn(
         x.data_ptr(), out.data_ptr(), i, j, float(slope or 0.0), int(slope is not None), inv,
         float(zero_point), float(code_max)))
     return out
@@ -96,35 +116,40 @@ def leaky_codes(x: torch.Tensor, slope: float | None, scale: float, zero_point: 
 def sum_codes(a: torch.Tensor, b: torch.Tensor | None, slope_a: float, first: tuple, second: tuple
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """`s = leaky(a) + b` (slope 1.0: no LeakyReLU; b None: nothing added) as the uint8 codes of
-    two layers, each given as (scale, zero_point, code_max), in one pass; a and b dense fp32 with
-    the same strides."""
+    two layers, each given as (scale, zero_point, code_max), in one pass; a and b dense, one
+    layout, both fp32 or both bf16."""
     dll = library()
     if dll is None:
         raise RuntimeError(status())
     other = a if b is None else b
-    if a.dtype != torch.float32 or other.dtype != torch.float32 or a.shape != other.shape \
+    if a.dtype not in MID_DTYPES or other.dtype != a.dtype or a.shape != other.shape \
             or a.stride() != other.stride() or not dense(a) or not all(0 <= q[1] <= 255 for q in (first, second)):
-        raise ValueError("sum_codes needs two dense float32 tensors of one layout and zero points in 0..255")
+        raise ValueError("sum_codes needs two dense float32 (or two bfloat16) tensors of one layout and "
+                         "zero points in 0..255")
     u1, u2 = torch.empty_like(a, dtype=torch.uint8), torch.empty_like(a, dtype=torch.uint8)
     q1 = (_inverse(first[0]), float(first[1]), float(first[2]))
     q2 = (_inverse(second[0]), float(second[1]), float(second[2]))
-    _elementwise(a.numel(), lambda i, j: dll.qsci_sum_codes(
+    fn = dll.qsci_sum_codes if a.dtype == torch.float32 else dll.qsci_sum_codes_bf16
+    _elementwise(a.numel(), lambda i, j: fn(
         a.data_ptr(), None if b is None else b.data_ptr(), u1.data_ptr(), u2.data_ptr(), i, j, float(slope_a),
         *q1, *q2))
     return u1, u2
 
 
 def add_codes(s: torch.Tensor, y: torch.Tensor, scale: float, zero_point: int, code_max: int) -> torch.Tensor:
-    """`s += y` in place and the uint8 codes of the new s, in one pass; s, y dense fp32, one layout."""
+    """`s += y` in place and the uint8 codes of the new s, in one pass; s dense fp32, y fp32 or
+    bf16, one layout."""
     dll = library()
     if dll is None:
         raise RuntimeError(status())
-    if s.dtype != torch.float32 or y.dtype != torch.float32 or s.shape != y.shape or s.stride() != y.stride() \
+    if s.dtype != torch.float32 or y.dtype not in MID_DTYPES or s.shape != y.shape or s.stride() != y.stride() \
             or not dense(s) or not 0 <= zero_point <= 255:
-        raise ValueError("add_codes needs two dense float32 tensors of one layout and a zero point in 0..255")
+        raise ValueError("add_codes needs a dense float32 s, a float32/bfloat16 y of its layout and a zero "
+                         "point in 0..255")
     u = torch.empty_like(s, dtype=torch.uint8)
     inv = _inverse(scale)
-    _elementwise(s.numel(), lambda i, j: dll.qsci_add_codes(
+    fn = dll.qsci_add_codes if y.dtype == torch.float32 else dll.qsci_add_codes_bf16
+    _elementwise(s.numel(), lambda i, j: fn(
         s.data_ptr(), y.data_ptr(), u.data_ptr(), i, j, inv, float(zero_point), float(code_max)))
     return u
 
