@@ -88,10 +88,3 @@ def parallel_map(run: Callable[[int], object], starts: list[int], workers: int) 
     rest = [_pool(workers).submit(run, i) for i in starts[1:]]
     return [run(starts[0])] + [f.result() for f in rest]
 
-
-def slices(n: int, workers: int, align: int = 1) -> list[tuple[int, int]]:
-    """[0, n) cut into at most `workers` slices whose starts are multiples of `align`."""
-    workers = max(1, min(workers, n // max(align, 1) or 1))
-    per = -(-n // workers)
-    step = -(-per // align) * align
-    return [(i, min(n, i + step)) for i in range(0, n, step)]
