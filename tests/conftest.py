@@ -44,6 +44,17 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def fp32_intermediates():
+    """int8 kernels that feed the C passes write fp32 instead of bf16 (`native.set_bf16_mids`), so a
+    test can hold the int8 graph to fake-quant up to float rounding."""
+    from qsci.deploy.int8 import native
+
+    native.set_bf16_mids(False)
+    yield
+    native.set_bf16_mids(True)
+
+
+@pytest.fixture
 def one_torch_thread():
     """Tiny models on a shared machine: extra OpenMP threads only add barrier waits."""
     import torch

@@ -11,7 +11,7 @@ import torch
 
 from qsci.bench import calibrate
 from qsci.deploy.int8 import (Int8Conv3d, Int8Linear, convert_to_int8, int8_layers,
-                              native, onednn_available, split_int8_terms)
+                              onednn_available, split_int8_terms)
 from qsci.models import create_model
 from qsci.quant import ActQuantizer, QConv3d, QLinear
 from qsci.runners import NetworkRunner, resolve_backend
@@ -25,17 +25,8 @@ per_channel_variant, psnr_between = foldcheck.per_channel_variant, foldcheck.psn
 
 KERNELS = ["reference"] + (["onednn"] if onednn_available() else [])
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True)
-def fp32_intermediates():
-    """These tests hold the int8 graph to fake-quant up to float rounding, so the kernels feeding
-    the C passes write fp32 here; their default bf16 outputs (`native.mid_dtype`) are checked
-    against ground-truth scores in tests/test_native_kernels.py."""
-    native.set_bf16_mids(False)
-    yield
-    native.set_bf16_mids(True)
+# the int8 graph to float rounding: fp32 intermediates (bf16 ones: tests/test_native_kernels.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "fp32_intermediates")
 
 
 def _hand_layer(bits: int, zero_points: list[int], padding: int = 1, signed: bool = False) -> QConv3d:

@@ -10,8 +10,7 @@ import torch.nn.functional as F
 
 from qsci.bench import calibrate, int8_agreement
 from qsci.deploy.int8 import (FusedFakeQuant, Int8CFormer, Int8Conv3d, Int8Linear, Int8QSCINet, Int8ResDNet,
-                              Int8TSAB, convert_to_int8, int8_layers, native, onednn_available,
-                              quantize_codes)
+                              Int8TSAB, convert_to_int8, int8_layers, onednn_available, quantize_codes)
 from qsci.deploy.int8.blocks import _shuffle_codes, _shuffle_order, _unshuffle_rows
 from qsci.models.blocks import pixel_shuffle_frames, pixel_unshuffle_frames
 from qsci.errors import QSCIError
@@ -23,17 +22,8 @@ TINY = dict(in_ch=4, units=1, per_channel_act=False)
 KERNELS = ["reference"] + (["onednn"] if onednn_available() else [])
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True)
-def fp32_intermediates():
-    """These tests hold the int8 graph to fake-quant up to float rounding, so the kernels feeding
-    the C passes write fp32 here; their default bf16 outputs (`native.mid_dtype`) are checked
-    against ground-truth scores in tests/test_native_kernels.py."""
-    native.set_bf16_mids(False)
-    yield
-    native.set_bf16_mids(True)
+# the int8 graph to float rounding: fp32 intermediates (bf16 ones: tests/test_native_kernels.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "fp32_intermediates")
 
 
 def _psnr_between(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -77,21 +77,17 @@ def test_set_step_init_reaches_every_quantizer_and_checks_the_name():
         TrainConfig(bits=4, step_init="minmax").validate()
 
 
-def test_mse_calibrated_network_runs_on_int8_kernels_like_fake_quant():
-    from qsci.deploy.int8 import convert_to_int8, native
+def test_mse_calibrated_network_runs_on_int8_kernels_like_fake_quant(fp32_intermediates):
+    from qsci.deploy.int8 import convert_to_int8
 
     torch.manual_seed(0)
     model = create_model("qsci-t-4bit", in_ch=4, units=1, per_channel_act=False).eval()
     set_step_init(model, "mse")
     x = torch.rand(1, 1, 8, 16, 16)
-    native.set_bf16_mids(False)  # the graph to float rounding (bf16 intermediates: test_native_kernels)
-    try:
-        with torch.inference_mode():
-            ref = model(x)  # calibrates every quantizer on x
-            zps = [float(m.act.zero_point) for m in model.modules() if isinstance(m, QConv3d)]
-            out = convert_to_int8(model)(x)
-    finally:
-        native.set_bf16_mids(True)
+    with torch.inference_mode():
+        ref = model(x)  # calibrates every quantizer on x
+        zps = [float(m.act.zero_point) for m in model.modules() if isinstance(m, QConv3d)]
+        out = convert_to_int8(model)(x)
     assert sum(z != 0 for z in zps) > len(zps) // 2  # the shifted-code path is what runs
     mse = float(((out - ref) ** 2).mean())
     assert out.shape == ref.shape and 10 * torch.log10(ref.abs().max() ** 2 / mse) > 60
