@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
 
+from qsci import native
 from qsci.errors import QSCIError
 from qsci.solvers import gaptv_native
 
@@ -198,11 +198,6 @@ def gap_tv(
         out[i] = run(yt[i], mt, phi_s, count, lams, tv_iters, temporal, tick)
 
     lock, done = threading.Lock(), [0] * n
-    workers = max(1, min(int(threads), n)) if compiled else 1
-    if workers == 1:
-        for i in range(n):
-            one(i)
-    else:  # ctypes releases the GIL during each iteration, so measurements run in parallel
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(one, range(n)))
+    # ctypes releases the GIL during each compiled iteration, so measurements run in parallel
+    native.parallel_map(one, list(range(n)), max(1, min(int(threads), n)) if compiled else 1)
     return out[0] if single else out

@@ -79,11 +79,6 @@ def status() -> str:
     return _STATUS.get("reason", "")
 
 
-def _map(run, starts: list[int], workers: int) -> list:
-    """run(start) for each slice, on torch's thread count."""
-    return native.parallel_map(run, starts, workers)
-
-
 def dense(x: torch.Tensor) -> bool:
     """True when x's elements fill its storage span in some standard layout (elementwise-safe)."""
     if x.is_contiguous():
@@ -198,7 +193,7 @@ def _elementwise(n: int, run_range) -> None:
     workers = max(1, min(torch.get_num_threads(), n // 65536))
     per = -(-n // workers)  # ceil(n / workers) ...
     step = -(-per // 64) * 64  # ... rounded up to whole cache lines of floats
-    _map(lambda i: run_range(i, min(n, i + step)), list(range(0, n, step)), workers)
+    native.parallel_map(lambda i: run_range(i, min(n, i + step)), list(range(0, n, step)), workers)
 
 
 def attend_planar(codes: torch.Tensor, batch: int, t: int, heads: int, d: int, span: int,
@@ -232,7 +227,7 @@ def attend_planar(codes: torch.Tensor, batch: int, t: int, heads: int, d: int, s
                                       min(hw, p0 + step))
 
     starts = list(range(0, hw, step))
-    codes_rc = _map(run, starts, workers)
+    codes_rc = native.parallel_map(run, starts, workers)
     if any(codes_rc):
         raise RuntimeError(f"fused attention kernel refused its arguments (code {max(codes_rc)}): "
                            f"t={t}, heads={heads}, d={d}")
