@@ -173,11 +173,11 @@ class Int8TSAB(nn.Module):
         codes = torch.ops.onednn.qlinear_pointwise(
             u, self.qkv.x_scale, self.qkv.x_zp, c["packed"], c["w_scale"], c["w_zp"], c["bias"],
             1.0, 0, None, "none", [], "")  # (B*T*H*W, 3*inner) uint8, saturated below at 0
-        if c["span"] < 255:
-            codes.clamp_(max=c["span"])
-        if c["native"] is not None and native.active():
+        if c["native"] is not None and native.active():  # the kernel clamps at `span` as it reads
             uo = native.attend_planar(codes, b, t, heads, d, c["span"], c["native"])
             return self._project(uo, add)
+        if c["span"] < 255:
+            codes.clamp_(max=c["span"])
         cols = 3 * self.inner
         mq, mk, mv = c["qkv_max"]
         # q.k and attn @ v are sums of integer products: int16 halves the bytes where no sum can overflow

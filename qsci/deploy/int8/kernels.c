@@ -35,6 +35,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #define LANES 16
 #define MAX_T 32
@@ -108,6 +111,63 @@ static inline __attribute__((always_inline)) void attend_head(
     }
 }
 
+/* Gather one frame of a full tile: buf[c][f][lane] = min(code, smax) - center[c] for the LANES
+   pixels' code rows (cols bytes each, consecutive). With AVX-512, one 32-bit gather per lane
+   brings 4 columns at once (16 gathers instead of 768 byte loads for 48 columns). Returns 0
+   where it does not apply (the caller's scalar loop runs). */
+static inline int gather_frame(const uint8_t *block, float *buf, int64_t cols, int64_t t, int64_t f,
+                               uint8_t smax, const float *center) {
+#if defined(__AVX512F__)
+    if (cols % 4 != 0 || cols * LANES > INT32_MAX) return 0;
+    const __m512i rows = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)cols));
+    const __m512i byte = _mm512_set1_epi32(255), lim = _mm512_set1_epi32(smax);
+    for (int64_t c = 0; c < cols; c += 4) {
+        const __m512i w = _mm512_i32gather_epi32(rows, (const void *)(block + c), 1);
+        const __m512i part[4] = {_mm512_and_si512(w, byte), _mm512_and_si512(_mm512_srli_epi32(w, 8), byte),
+                                 _mm512_and_si512(_mm512_srli_epi32(w, 16), byte), _mm512_srli_epi32(w, 24)};
+        for (int b = 0; b < 4; ++b) {
+            const __m512 v = _mm512_cvtepi32_ps(_mm512_min_epu32(part[b], lim));
+            _mm512_store_ps(buf + ((c + b) * t + f) * LANES, _mm512_sub_ps(v, _mm512_set1_ps(center[c + b])));
+        }
+    }
+    return 1;
+#else
+    (void)block; (void)buf; (void)cols; (void)t; (void)f; (void)smax; (void)center;
+    return 0;
+#endif
+}
+
+/* out[j][c] = in[c * stride + j] for a 16 x 16 byte block (16 rows `stride` bytes apart -> 256
+   contiguous bytes): the attention's codes back to token rows, with SSE2 unpacks. */
+static inline void transpose16(const uint8_t *in, int64_t stride, uint8_t *out) {
+#if defined(__SSE2__)
+    __m128i a[16], b[16];
+    for (int r = 0; r < 16; ++r) a[r] = _mm_loadu_si128((const __m128i *)(in + r * stride));
+    for (int i = 0; i < 8; ++i) {  /* bytes of rows 2i, 2i+1 interleaved: columns 0-7, 8-15 */
+        b[2 * i] = _mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
+        b[2 * i + 1] = _mm_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
+    }
+    for (int k = 0; k < 4; ++k)  /* rows 4k..4k+3: columns 0-3, 4-7, 8-11, 12-15 */
+        for (int m = 0; m < 2; ++m) {
+            a[4 * k + 2 * m] = _mm_unpacklo_epi16(b[4 * k + m], b[4 * k + 2 + m]);
+            a[4 * k + 2 * m + 1] = _mm_unpackhi_epi16(b[4 * k + m], b[4 * k + 2 + m]);
+        }
+    for (int k = 0; k < 2; ++k)  /* rows 8k..8k+7: column pairs */
+        for (int m = 0; m < 4; ++m) {
+            b[8 * k + 2 * m] = _mm_unpacklo_epi32(a[8 * k + m], a[8 * k + 4 + m]);
+            b[8 * k + 2 * m + 1] = _mm_unpackhi_epi32(a[8 * k + m], a[8 * k + 4 + m]);
+        }
+    for (int j = 0; j < 8; ++j) {  /* all 16 rows of columns 2j, 2j+1 */
+        _mm_storeu_si128((__m128i *)(out + 32 * j), _mm_unpacklo_epi64(b[j], b[8 + j]));
+        _mm_storeu_si128((__m128i *)(out + 32 * j + 16), _mm_unpackhi_epi64(b[j], b[8 + j]));
+    }
+#else
+    for (int j = 0; j < 16; ++j)
+        for (int c = 0; c < 16; ++c) out[16 * j + c] = in[c * stride + j];
+#endif
+}
+
 /* codes: (batch * t * hw, 3 * inner) uint8, token-major (frame-major within a batch item).
    out:   (batch * t * hw, inner) uint8, the same token order.
    Pixels [p_begin, p_end) of every batch item are processed (a caller's thread takes a slice). */
@@ -132,6 +192,7 @@ int qsci_attend_planar(const uint8_t *codes, uint8_t *out, int64_t batch, int64_
             if (n < LANES) memset(buf, 0, sizeof(float) * (size_t)(cols * t * LANES));
             for (int64_t f = 0; f < t; ++f) {
                 const uint8_t *block = codes + ((bi * t + f) * hw + p0) * cols;
+                if (n == LANES && gather_frame(block, buf, cols, t, f, smax, center)) continue;
                 for (int64_t c = 0; c < cols; ++c) {
                     float *dst = buf + (c * t + f) * LANES;
                     const float cen = center[c];
@@ -163,7 +224,9 @@ int qsci_attend_planar(const uint8_t *codes, uint8_t *out, int64_t batch, int64_
             }
             /* scatter: out row (bi, f, pixel), column (h, i) */
             for (int64_t f = 0; f < t; ++f)
-                for (int64_t j = 0; j < n; ++j) {
+                if (n == LANES && inner == 16)
+                    transpose16(ob + f * LANES, t * LANES, out + ((bi * t + f) * hw + p0) * inner);
+                else for (int64_t j = 0; j < n; ++j) {
                     uint8_t *dst = out + ((bi * t + f) * hw + p0 + j) * inner;
                     for (int64_t c = 0; c < inner; ++c) dst[c] = ob[(c * t + f) * LANES + j];
                 }
