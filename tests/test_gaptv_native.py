@@ -48,6 +48,36 @@ def test_single_tv_iteration_and_no_temporal_term(monkeypatch):
         np.testing.assert_array_equal(gap_tv(y, mask, iters=6, threads=2, **kw), ref, err_msg=str(kw))
 
 
+@pytest.mark.parametrize("shape,iters,tv_iters", [((8, 40, 256), 12, 3), ((3, 17, 203), 7, 2), ((1, 9, 160), 11, 3),
+                                                   ((8, 24, 100), 5, 3)])
+def test_column_windows_give_the_same_values(monkeypatch, shape, iters, tv_iters):
+    """One measurement on 2-3 threads runs as column windows that swap margins every
+    `ROUNDS` iterations: the numpy values bit for bit (100 columns: too narrow, one window)."""
+    y, mask = _problem(*shape, seed=shape[2])
+    ref = _numpy(monkeypatch, y[0], mask, iters=iters, tv_iters=tv_iters, tv_weight_end=0.05)
+    for threads in (2, 3):
+        out = gap_tv(y[0], mask, iters=iters, tv_iters=tv_iters, tv_weight_end=0.05, threads=threads)
+        np.testing.assert_array_equal(out, ref, err_msg=f"shape {shape}, {threads} threads")
+    assert gaptv_native._windows(256, 2, 16) == [(0, 144, 0, 128), (112, 256, 128, 256)]
+
+
+def test_column_windows_are_used_and_report_progress(monkeypatch):
+    calls = []
+    real = gaptv_native.library()
+
+    class Spy:  # counts the widths the compiled iteration is called with
+        def qsci_gap_iteration(self, *args):
+            calls.append(args[13])
+            return real.qsci_gap_iteration(*args)
+
+    monkeypatch.setattr(gaptv_native, "library", lambda: Spy())
+    y, mask = _problem(4, 16, 200, seed=3)
+    seen = []
+    gap_tv(y[0], mask, iters=8, threads=2, progress=lambda f, m: seen.append(f))
+    assert sorted(set(calls)) == [116] and len(calls) == 16  # two windows of 100 + 16 columns, 8 iterations each
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+
+
 def test_disabled_falls_back_to_numpy(monkeypatch):
     monkeypatch.setenv("QSCI_NATIVE", "0")
     gaptv_native.library.cache_clear()

@@ -17,7 +17,7 @@ in cache). It is deliberately single-threaded: the arrays are small (8 x 256 x 2
 intra-op threads measured 10-30x slower on a shared, oversubscribed 2-core machine. Results are
 deterministic. Where a C compiler is present the same loop runs compiled (`gaptv_native`, one
 row wavefront per GAP iteration, the same values); `threads` > 1 then reconstructs several
-measurements at once.
+measurements at once, or splits a single one into column windows.
 """
 
 from __future__ import annotations
@@ -151,7 +151,8 @@ def gap_tv(
     Returns float32 frames, (N, T, H, W) for 3-D `y` and (T, H, W) for 2-D `y`, not clipped.
     `tv_weight` may decay geometrically to `tv_weight_end` (default: constant).
     `progress(fraction, message)` is called with increasing fractions, the last one 1.0.
-    `threads`: measurements reconstructed at once by the compiled loop (numpy: one at a time).
+    `threads`: measurements reconstructed at once by the compiled loop, or for a single one, column
+    windows of it (numpy: one at a time, one thread).
     Defaults measured on Drop/Runner/Traffic (see scripts/check_gaptv.py).
     """
     yt = _as_array(y, "measurement")
@@ -194,8 +195,11 @@ def gap_tv(
                     done[i] = k + 1
                     progress(sum(done) / total, f"gap-tv: measurement {i + 1}/{n}, iteration "
                              f"{k + 1}/{iters} ({time.perf_counter() - start:.1f} s)")
-        run = gaptv_native.gap_one if compiled else _gap_one
-        out[i] = run(yt[i], mt, phi_s, count, lams, tv_iters, temporal, tick)
+        if compiled:  # one measurement: its column windows in parallel (never both: one thread pool)
+            out[i] = gaptv_native.gap_one(yt[i], mt, phi_s, count, lams, tv_iters, temporal, tick,
+                                          workers=int(threads) if n == 1 else 1)
+        else:
+            out[i] = _gap_one(yt[i], mt, phi_s, count, lams, tv_iters, temporal, tick)
 
     lock, done = threading.Lock(), [0] * n
     # ctypes releases the GIL during each compiled iteration, so measurements run in parallel
