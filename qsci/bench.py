@@ -22,6 +22,7 @@ import resource
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -72,8 +73,8 @@ def calibrate(model: nn.Module, size: tuple[int, int, int] = (8, 32, 32), seed: 
     return model
 
 
-def make_runner(name: str, backend: str, size: tuple[int, int, int]):
-    """(runner, "trained"|"random"): the runner object the engine and the app use for `name`.
+def make_runner(name: str, backend: str, size: tuple[int, int, int], checkpoint: str | None = None):
+    """(runner, "trained"|"random"|"file NAME"): the runner object the engine and the app use for `name`.
 
     Zoo methods with weights come from `qsci.zoo.load_runner` (the engine's cached runner);
     names without trained weights get a `qsci.runners.NetworkRunner` around a calibrated random
@@ -83,6 +84,10 @@ def make_runner(name: str, backend: str, size: tuple[int, int, int]):
 
     if name == "gap-tv":
         return GapTVRunner(), "none"
+    if checkpoint is not None:  # e.g. an authors'-format file: what `reconstruct --checkpoint` runs
+        from qsci import zoo
+
+        return zoo.load_runner(name, backend, checkpoint), f"file {Path(checkpoint).name}"
     try:
         from qsci import zoo
 
@@ -179,15 +184,16 @@ def time_runs(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[f
 
 
 def benchmark(name: str, backend: str = "fp32", threads: int = 2, size: tuple[int, int, int] = DEFAULT_SIZE,
-              repeats: int = 3, warmup: int = 1, channels_last: bool = False) -> dict:
-    """Median latency of one measurement's reconstruction; JSON-ready dict."""
+              repeats: int = 3, warmup: int = 1, channels_last: bool = False, checkpoint: str | None = None) -> dict:
+    """Median latency of one measurement's reconstruction; JSON-ready dict. `checkpoint`: time the
+    weights in this file (any format `qsci reconstruct --checkpoint` reads) instead of the zoo's."""
     if backend not in BACKENDS:
         raise QSCIError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if repeats < 1 or threads < 1:
         raise QSCIError("repeats and threads must be at least 1")
     tuned = tune_allocator()  # the runner applies it too; here only to report whether it took
     torch.set_num_threads(threads)
-    times, used, weights = _run(name, backend, size, repeats, warmup, channels_last)
+    times, used, weights = _run(name, backend, size, repeats, warmup, channels_last, checkpoint)
     return {"model": name, "backend": used, "median_s": statistics.median(times),
             "times_s": [round(t, 4) for t in times], "peak_rss_mb": round(peak_rss_mb(), 1),
             "weights": weights, "threads": threads, "size": list(size), "allocator_tuned": tuned,
@@ -196,14 +202,14 @@ def benchmark(name: str, backend: str = "fp32", threads: int = 2, size: tuple[in
 
 
 def _run(name: str, backend: str, size: tuple[int, int, int], repeats: int, warmup: int,
-         channels_last: bool) -> tuple[list[float], str, str]:
+         channels_last: bool, checkpoint: str | None = None) -> tuple[list[float], str, str]:
     """Time `runner(meas, mask)` for one measurement: what the engine and the app run per method.
 
     `channels_last` is accepted for compatibility and has no effect: the runner picks the memory
     format (channels-last for fp32/bf16), as it does in the app.
     """
     _x0, y, mask = synthetic_batch(size)
-    runner, weights = make_runner(name, backend, size)
+    runner, weights = make_runner(name, backend, size, checkpoint)
     meas = y[None]
     fn = lambda: runner(meas, mask)  # noqa: E731
     return time_runs(fn, repeats, warmup), runner_label(runner), weights

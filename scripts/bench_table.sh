@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's latency table: one process per line, 2 threads, 256x256x8, median of 3 after a warm-up.
 # Usage: bash scripts/bench_table.sh   (JSON results land in runs/bench/)
+# The authors'-format S rows use stand-in files (scripts/foldcheck.py: random weights, their layout).
 set -u
 uptime
 mkdir -p runs/bench
@@ -24,5 +25,12 @@ run gap-int8-4bit --model qsci-t-gap-4bit --backend int8
 run gap-int8-3bit --model qsci-t-gap-3bit --backend int8
 run gap-int8-2bit --model qsci-t-gap-2bit --backend int8
 run t-fakequant-4bit --model qsci-t-4bit --backend fakequant
+# the authors' S files (per-channel steps, folded into the weights): synthetic stand-ins in their format
+for b in 8 4 3 2; do
+  f=runs/bench/authors_s_${b}bit.pth
+  [ -f $f ] || python -c "from scripts.foldcheck import make_authors_file; make_authors_file('$f', $b)" 2>/dev/null
+  run s-authors-int8-${b}bit --model qsci-s-${b}bit --checkpoint $f --backend int8
+done
+run s-authors-fakequant-4bit --model qsci-s-4bit --checkpoint runs/bench/authors_s_4bit.pth --backend fakequant
 run gap-tv --model gap-tv --backend fp32
 uptime

@@ -98,3 +98,22 @@ def test_bench_uses_the_zoo_runner_for_trained_models(monkeypatch):
     monkeypatch.setattr(zoo, "load_runner", lambda name, backend="auto", checkpoint=None: asked.append((name, backend)) or FakeRunner())
     r = benchmark("qsci-t-fp32", "fp32", threads=1, size=(8, 16, 16), repeats=1, warmup=0)
     assert asked == [("qsci-t-fp32", "fp32")] and r["weights"] == "trained" and r["backend"] == "fp32-cl"
+
+
+def test_bench_times_the_weights_of_a_checkpoint_file(tmp_path, capsys):
+    """`--checkpoint FILE` times those weights (as `reconstruct --checkpoint` runs them), labelled with the file."""
+    from qsci.bench import calibrate
+    from qsci.deploy.packing import save_packed
+    from qsci.models import create_model
+
+    model = create_model("qsci-t-4bit", in_ch=4, units=1, per_channel_act=False).eval()
+    calibrate(model, (8, 16, 16), seed=0)
+    path = save_packed(model, tmp_path / "mine-4bit.pt")
+    out = tmp_path / "r.json"
+    assert main(["bench", "--model", "qsci-t-4bit", "--checkpoint", str(path), "--backend", "int8",
+                 "--threads", "1", "--size", "16x16x8", "--repeats", "1", "--warmup", "0", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["weights"] == "file mine-4bit.pt" and r["backend"].startswith("int8") and r["median_s"] > 0
+    missing = tmp_path / "nope.pt"
+    assert main(["bench", "--model", "qsci-t-4bit", "--checkpoint", str(missing), "--size", "16x16x8"]) != 0
+    assert "nope.pt" in capsys.readouterr().err

@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default="256x256x8", help="input size HxWxT (default 256x256x8)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
+    p.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="time the weights in this file (e.g. an authors' .pth for --model qsci-s-4bit) instead of the zoo's")
     p.add_argument("--channels-last", action="store_true",
                    help="fp32/bf16: channels_last_3d memory format (on by default with --backend auto)")
     add_json_argument(p)
@@ -49,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     size = parse_size(args.size)
     backend, channels_last = default_backend(args.model, args.backend, size, args.channels_last)
-    result = benchmark(args.model, backend, threads=args.threads, size=size,
-                       repeats=args.repeats, warmup=args.warmup, channels_last=channels_last)
+    result = benchmark(args.model, backend, threads=args.threads, size=size, repeats=args.repeats,
+                       warmup=args.warmup, channels_last=channels_last, checkpoint=args.checkpoint)
     result["backend_chosen_by"] = "engine default (--backend auto)" if args.backend == "auto" else "--backend"
     if args.json:
         emit_json(result, args.json)
