@@ -10,6 +10,7 @@ from qsci.errors import QSCIError
 from qsci.models import ModelConfig, create_model, init_from_fp
 from qsci.models.efficientsci import zero_last_layer
 from qsci.physics import SCIOperator, random_binary_mask
+from qsci import runners
 from qsci.runners import NetworkRunner
 from qsci.solvers import gap_tv
 from qsci.solvers.initial import initial_estimate
@@ -206,15 +207,17 @@ def test_runners_build_their_kernels_once_per_shape_before_the_clock_starts(one_
 
     model = create_model("qsci-t-gap-4bit", **TINY)
     calibrate(model, (8, 16, 16), seed=0)
-    calls = []
+    calls, estimates = [], []
     monkeypatch.setattr(NetworkRunner, "forward", lambda self, x0: calls.append(tuple(x0.shape)) or x0[:, 0])
+    real_estimate = runners.initial_estimate
+    monkeypatch.setattr(runners, "initial_estimate", lambda *a, **k: estimates.append(1) or real_estimate(*a, **k))
     for backend, m in (("int8", model), ("fp32", create_model("qsci-t-gap-fp32", **TINY))):
-        calls.clear()
+        calls.clear(), estimates.clear()
         runner = NetworkRunner("w", m, backend=backend)
         assert calls == []  # nothing at construction
         runner.prepare((8, 48, 48))
         runner.prepare((8, 48, 48))
-        assert calls == [(1, 1, 8, 48, 48)]  # once per shape
+        assert calls == [(1, 1, 8, 48, 48)] and estimates == [1]  # the whole call (GAP-TV too), once per shape
     monkeypatch.setattr("qsci.runners.tile_size_for", lambda t, h, w: 32)
     calls.clear()
     x, mask, y = _scene(h=48, w=48)
