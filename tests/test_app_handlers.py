@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qsci.errors import QSCIError
-from ui import events, handlers, status
+from ui import charts, events, handlers, status
 from ui.cache import ResultCache
 
 
@@ -82,7 +82,9 @@ def test_tables_figures_and_frame_views(tiny_run):
     ops, latency = handlers.figures(tiny_run)
     assert any(t.name == "published (paper)" for t in ops.data)
     assert any(t.name.startswith("gap-tv") and t.mode == "lines" for t in ops.data)  # no BOPs: a line
-    assert [t.name for t in latency.data] == ["gap-tv"]
+    assert [t.name for t in latency.data][0] == "gap-tv"
+    benched = [t for t in latency.data if t.name == charts.BENCHED_NAME]  # the manifest's bench seconds
+    assert all("gap-tv" not in t.text for t in benched)  # a method run here is not also a reference
     html = handlers.frame_view(tiny_run, 9)
     assert "Frame 9 of 16" in html and 'data-method="ground truth"' in html and "gap-tv · classical" in html
     assert html.count('class="qsci-tile qsci-crop"') == 2 and html.count('class="qsci-tile qsci-error"') == 1
@@ -315,3 +317,17 @@ def test_progress_keeps_moving_inside_a_long_step():
     ticker(0.5, desc="writing gap-tv video (2/4)")
     now[0] += 0.5
     assert ticker.tick() is None  # a new step restarts the clock
+
+
+def test_methods_not_run_here_are_placed_by_their_bench_seconds_and_benchmark_score():
+    manifest = {
+        "models": [
+            {"name": "qsci-t-gap-4bit", "latency": {"seconds": 0.35}, "metrics": {"quantized_sci": {"mean": {"psnr": 30.98}}}},
+            {"name": "qsci-t-4bit", "latency": {"seconds": 0.31}, "metrics": {"quantized_sci": {"mean": {"psnr": 20.67}}}},
+            {"name": "no-latency", "metrics": {"quantized_sci": {"mean": {"psnr": 25.0}}}},
+            {"name": "no-score", "latency": {"seconds": 0.5}, "metrics": {}},
+        ],
+        "gap_tv": {"latency": {"seconds": 0.04}, "quantized_sci": {"mean": {"psnr": 30.13}}},
+    }
+    assert handlers.benched(manifest, {"qsci-t-4bit"}) == [("qsci-t-gap-4bit", 0.35, 30.98), ("gap-tv", 0.04, 30.13)]
+    assert handlers.benched({}, set()) == []

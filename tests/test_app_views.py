@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numpy as np
 import pytest
 
@@ -96,6 +97,18 @@ def test_latency_is_plotted_without_ground_truth():
     assert charts.NO_GT_NOTE in fig.layout.annotations[0].text
     scored = charts.psnr_vs_latency([("gap-tv", 0.2, 30.0), ("net", 1.5, 25.0)], {"net": "#123456"})
     assert [t.type for t in scored.data] == ["scatter", "scatter"] and scored.data[1].marker.color == "#123456"
+
+
+def test_methods_not_run_here_are_hollow_markers_at_their_bench_seconds():
+    fig = charts.psnr_vs_latency([("net", 1.5, 25.0)], benched=[("qsci-t-gap-4bit", 0.35, 30.98), ("gap-tv", 0.04, 30.13)])
+    ref = fig.data[-1]
+    assert ref.name == charts.BENCHED_NAME and ref.marker.symbol == "circle-open"
+    assert list(ref.text) == ["qsci-t-gap-4bit", "gap-tv"] and list(ref.x) == [0.35, 0.04]
+    assert "not run here" in fig.layout.annotations[0].text
+    lo, hi = fig.layout.xaxis.range  # log axis: every point, measured or benched, is inside
+    assert lo < math.log10(0.04) and hi > math.log10(1.5)
+    blind = charts.psnr_vs_latency([("net", 1.5, None)], benched=[("gap-tv", 0.04, 30.13)])
+    assert [t.type for t in blind.data] == ["bar"]  # no PSNR axis without ground truth: bars of this input only
 
 
 def test_results_panel_has_full_captions_crops_for_every_method_and_a_colour_bar():

@@ -46,3 +46,27 @@ def test_training_minutes_add_up_resumed_segments(tmp_path):
     (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     assert export._training_minutes(tmp_path) == 35.0
     assert export._training_minutes(tmp_path / "missing") == 0.0
+
+
+def test_latency_records_the_engine_backend_seconds_of_trained_models(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "checkpoints_dir", lambda: tmp_path)
+    gap = {"preset": "t", "config": {"init": "gaptv"}}
+    manifest = {"models": [{"name": "qsci-t-gap-4bit", "bits": 4, **gap}, {"name": "qsci-t-gap-fp32", "bits": 32, **gap},
+                           {"name": "qsci-t-2bit", "bits": 2, "preset": "t"}],
+                "gap_tv": {"quantized_sci": {"mean": {"psnr": 30.13}}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    rows = [("gap-int8-4bit", "qsci-t-gap-4bit", "int8", "trained", 0.3476), ("gap-bf16", "qsci-t-gap-fp32", "bf16-cl", "trained", 0.74),
+            ("gap-fp32-cl", "qsci-t-gap-fp32", "fp32-cl", "trained", 1.2568), ("s-int8-4bit", "qsci-s-4bit", "int8", "random", 1.0),
+            ("gap-tv", "gap-tv", "c-fp32", "none", 0.0403)]
+    for file, model, backend, weights, seconds in rows:
+        (bench / f"{file}.json").write_text(json.dumps({"model": model, "backend": backend, "weights": weights,
+                                                        "median_s": seconds, "threads": 2, "size": [8, 256, 256]}))
+    assert export.latency(bench) == {"qsci-t-gap-4bit": 0.3476, "qsci-t-gap-fp32": 1.2568, "gap-tv": 0.0403}
+    saved = json.loads((tmp_path / "manifest.json").read_text())
+    models = {m["name"]: m for m in saved["models"]}
+    entry = models["qsci-t-gap-4bit"]["latency"]
+    assert entry["backend"] == "int8" and entry["size"] == "256x256x8" and entry["command"] == "bash scripts/bench_table.sh"
+    assert "latency" not in models["qsci-t-2bit"]  # not benched: nothing recorded
+    assert saved["gap_tv"]["latency"]["seconds"] == 0.0403 and saved["gap_tv"]["quantized_sci"]["mean"]["psnr"] == 30.13

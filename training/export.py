@@ -4,11 +4,14 @@
     python -m training.export measure [--names qsci-t-4bit,...]   # runs `python -m qsci evaluate`
     python -m training.export curve --name qsci-t-gap-fp32 --run runs/t_gap_fp32 [--start step0.json]
     python -m training.export select --name qsci-t-gap-4bit --run runs/a/t_gap_qat4 --run runs/b/t_gap_qat4
+    python -m training.export latency [--bench-dir runs/bench]   # after `bash scripts/bench_table.sh`
 
 `pack` writes `checkpoints/<name>.pt` (integer codes at the model's bit width; fp32 for the
 full-precision model) and its manifest entry (sizes, complexity, training provenance). `measure`
 fills every entry's scores by running the evaluation CLI in a subprocess, so each number in the
-manifest is exactly what `python -m qsci evaluate --model <name>` prints.
+manifest is exactly what `python -m qsci evaluate --model <name>` prints. `latency` copies the
+seconds `bash scripts/bench_table.sh` measured (its JSON files) into the entries, for the backend
+the engine runs each model on; the app plots them for methods not run on its page.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from qsci import data
@@ -157,8 +161,36 @@ def measure(names: list[str] | None) -> None:
         for key, mask in MASKS.items():
             result, shown = _evaluate_cli("gap-tv", mask, ["--model", "gap-tv"])
             gap[key] = {"command": shown, "scenes": _scores(result), "mean": result["mean"]}
-        manifest["gap_tv"] = gap
+        manifest["gap_tv"] = {**manifest.get("gap_tv", {}), **gap}  # keeps its latency
         save_manifest(manifest)
+
+
+def latency(bench_dir: Path) -> dict:
+    """Record each manifest model's (and GAP-TV's) bench seconds from `bench_table.sh`'s JSON files:
+    the engine's backend (int8 for quantized models, channels-last fp32 for full precision), our
+    trained weights only. Returns {name: seconds}."""
+    found = {}
+    for f in sorted(bench_dir.glob("*.json")):
+        r = json.loads(f.read_text())
+        if r.get("weights") in ("trained", "none") and "median_s" in r:
+            t, h, w = r["size"]
+            when = datetime.fromtimestamp(f.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            found[(r["model"], r["backend"])] = {
+                "seconds": round(float(r["median_s"]), 4), "backend": r["backend"], "threads": r["threads"],
+                "size": f"{h}x{w}x{t}", "measured": when, "command": "bash scripts/bench_table.sh"}
+    manifest = load_manifest()
+    recorded = {}
+    for entry in manifest["models"]:
+        hit = found.get((entry["name"], "fp32-cl" if entry["bits"] >= 32 else "int8"))
+        if hit is not None:
+            entry["latency"] = hit
+            recorded[entry["name"]] = hit["seconds"]
+    gap = next((v for (name, _b), v in found.items() if name == "gap-tv"), None)
+    if gap is not None:
+        manifest.setdefault("gap_tv", {})["latency"] = gap
+        recorded["gap-tv"] = gap["seconds"]
+    save_manifest(manifest)
+    return recorded
 
 
 def select(name: str, runs: list[Path]) -> dict:
@@ -282,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--name", required=True)
     cv.add_argument("--run", type=Path, action="append", required=True, help="a stage's run folder, in order")
     cv.add_argument("--start", type=Path, default=None, help="evaluate JSON of the model before training")
+    la = sub.add_parser("latency", help="record bench_table.sh's seconds in the manifest (for the app's latency chart)")
+    la.add_argument("--bench-dir", type=Path, default=Path("runs/bench"))
     se = sub.add_parser("select", help="zoo file vs runs' checkpoints on the validation clips -> checkpoints/validation.json")
     se.add_argument("--name", required=True)
     se.add_argument("--run", type=Path, action="append", required=True, help="a run folder holding ckpt.pt")
@@ -291,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "pack":
         entry = pack(args.run, args.name, args.command_file, args.commit_file, args.earlier_run)
         print(json.dumps({k: entry[k] for k in ("name", "bits", "params", "bops", "size_bytes", "samples_seen")}))
+    elif args.cmd == "latency":
+        print(json.dumps(latency(args.bench_dir)))
     elif args.cmd == "table":
         print(markdown_table(load_manifest()))
     elif args.cmd == "curve":

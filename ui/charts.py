@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 
 PUBLISHED_NAME = "published (paper)"
 MEASURED_NAME = "measured (this input)"
+BENCHED_NAME = "qsci bench (not run here)"
 PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 LINE_COLOR = "#d62728"
 NO_GT_NOTE = "No ground truth for this input: PSNR is unknown, so only the latency is plotted."
@@ -125,27 +126,38 @@ def psnr_vs_ops(
 
 
 def psnr_vs_latency(measured: Iterable[tuple[str, float, float | None]],
-                    colors: dict[str, str] | None = None) -> go.Figure:
-    """PSNR against wall-clock seconds per measurement, measured here.
+                    colors: dict[str, str] | None = None,
+                    benched: Iterable[tuple[str, float, float]] = ()) -> go.Figure:
+    """PSNR against wall-clock seconds per measurement, measured here; `benched` methods (not run
+    on the page) as hollow markers at their `qsci bench` seconds and benchmark mean PSNR.
 
     Without scores (no ground truth) the seconds are still plotted, as bars, and the caption
     says why there is no PSNR axis.
     """
     measured = list(measured)
     ours = _usable(measured, log_x=True)
+    others = _usable(list(benched), log_x=True)
     timed = [(label, float(s)) for label, s, _ in measured if s is not None and math.isfinite(s) and s > 0]
     colors = colors or {}
     fig = go.Figure()
     if ours:
         for k, p in enumerate(ours):
             fig.add_trace(_point(p, colors.get(p[0], color_for(k)), ".3g", "seconds", MEASURED_NAME))
+        if others:
+            fig.add_trace(go.Scatter(
+                x=[p[1] for p in others], y=[p[2] for p in others], mode="markers", name=BENCHED_NAME,
+                text=[p[0] for p in others], marker={"symbol": "circle-open", "size": 10, "color": "#7f7f7f"},
+                hovertemplate="<b>%{text}</b><br>%{x:.3g} s (qsci bench, 256×256×8)<br>"
+                              "PSNR %{y:.2f} dB (benchmark mean)<extra>not run here</extra>"))
         caption = ["Each dot: one method measured here on this input, wall-clock seconds per",
                    "measurement on this machine (CPU unless a GPU backend ran)."]
+        if others:
+            caption.append("Hollow: not run here; qsci bench seconds (2 threads) and mean PSNR on Drop8/Runner8/Traffic.")
         _caption(fig, caption)
         _layout(fig, "PSNR vs measured latency", "seconds per measurement (log scale)", len(caption), True, False)
-        xs = [p[1] for p in ours]
+        xs = [p[1] for p in ours + others]
         fig.update_xaxes(range=[math.log10(min(xs)) - 0.3, math.log10(max(xs)) + 0.3])
-        ys = [p[2] for p in ours]
+        ys = [p[2] for p in ours + others]
         fig.update_yaxes(range=[min(ys) - 2.0, max(ys) + 2.0])
         return fig
     if timed:

@@ -445,7 +445,22 @@ def figures(run: Run):
     note = f"our {'/'.join(kinds)}-preset models" if kinds else "our models"
     colors = {name: charts.color_for(k) for k, name in enumerate(run.order)}  # one colour per method in both
     return (charts.psnr_vs_ops(ours_ops, paper, "BOPs per 256×256×8 measurement (log scale)", lines, note, colors),
-            charts.psnr_vs_latency(ours_time, colors))
+            charts.psnr_vs_latency(ours_time, colors, benched(read_manifest(), set(run.results))))
+
+
+def benched(manifest: dict, shown: set[str]) -> list[tuple[str, float, float]]:
+    """(name, bench seconds, benchmark mean PSNR) of the manifest's methods not run on the page:
+    what `bash scripts/bench_table.sh` measured (`python -m training.export latency`) and
+    `python -m qsci evaluate` scored on Drop8/Runner8/Traffic."""
+    entries = [(e.get("name"), e) for e in manifest.get("models", [])] + [("gap-tv", manifest.get("gap_tv") or {})]
+    points = []
+    for name, entry in entries:
+        seconds = (entry.get("latency") or {}).get("seconds")
+        scores = entry.get("metrics", entry).get("quantized_sci") or {}
+        psnr = (scores.get("mean") or {}).get("psnr")
+        if name and name not in shown and seconds and psnr is not None:
+            points.append((name, float(seconds), float(psnr)))
+    return points
 
 
 def frame_view(run: Run | None, index: float | int | None) -> str:
