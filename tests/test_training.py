@@ -216,3 +216,44 @@ def test_distillation_target_and_teacher_checks(tmp_path):
                        student, torch.device("cpu"))
     with pytest.raises(QSCIError, match="distill_weight must lie in"):
         tiny_cfg(tmp_path / "x", bits=4, distill_weight=1.5).validate()
+
+
+def test_refit_keeps_the_learning_rate_continuous_and_ends_the_cosine_at_the_new_length():
+    cfg = TrainConfig(lr=1e-3, min_lr=1e-5, warmup_steps=10, max_steps=110)
+    before = T.get_lr(60, cfg)
+    assert T.refit_schedule(cfg, 60, 200)  # slower than fitted: the rest of the cosine stretches
+    assert (cfg.refit_step, cfg.max_steps) == (60, 200) and cfg.refit_progress == pytest.approx(0.5)
+    assert T.get_lr(60, cfg) == pytest.approx(before)  # continuous at the re-fit
+    lrs = [T.get_lr(s, cfg) for s in range(60, 210)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:])) and lrs[140] == pytest.approx(1e-5)  # ends at step 200
+    assert T.schedule_progress(130, cfg) == pytest.approx(0.75)
+    assert not T.refit_schedule(cfg, 100, 202)  # within 3% of the steps left: left alone
+    assert T.refit_schedule(cfg, 100, 150) and T.get_lr(150, cfg) == pytest.approx(1e-5)  # faster: shrinks
+    assert not T.refit_schedule(cfg, 5, 500)  # during warm-up nothing to re-fit
+
+
+def test_a_budget_run_refits_its_schedule_to_its_pace(tmp_path, monkeypatch):
+    """The probe fits max_steps in the first steps; a later look at the pace re-fits it (here the
+    clock runs 4x faster after the probe, so the run must shorten its schedule)."""
+    clock = {"t": 1000.0, "dt": 0.5}
+
+    def fake_time():
+        clock["t"] += clock["dt"]
+        return clock["t"]
+
+    cfg = tiny_cfg(tmp_path / "run", max_steps=0, minutes=10.0, warmup_steps=2, final_eval=False)
+    monkeypatch.setattr(T, "REFIT_MIN_S", 0.0)  # look every 10% of the budget
+    real_step = T.train_step
+
+    def step_and_slow_down(*a, **k):
+        out = real_step(*a, **k)
+        if cfg.budget_fitted:
+            clock["dt"] = 2.0
+        return out
+
+    monkeypatch.setattr(T.time, "time", fake_time)
+    monkeypatch.setattr(T, "train_step", step_and_slow_down)
+    summary = T.train(cfg)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["budget_fitted"] and saved["refit_step"] > 0 and 0 < saved["refit_progress"] < 1
+    assert summary["stop_reason"] in ("max_steps", "time budget")

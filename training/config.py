@@ -55,6 +55,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 100
     max_steps: int = 10000  # length of the cosine schedule; 0 = fit it to `minutes`
+    # where the schedule was last re-fitted to the time left (a budget-fitted run re-measures its
+    # pace): from refit_step on, the cosine runs from refit_progress to its end at max_steps
+    refit_step: int = 0
+    refit_progress: float = 0.0
+    budget_fitted: bool = False  # max_steps came from the budget probe (so it may be re-fitted)
     grad_clip: float = 1.0  # 0 = off
     loss: str = "mse"  # "mse" | "rmse"
     amp: str = "auto"  # "auto" (bf16 on CUDA only) | "bf16" | "off"

@@ -38,14 +38,38 @@ from training.data import make_loader
 # --------------------------------------------------------------------------- pieces
 
 
+REFIT_MIN_S = 300.0  # a budget-fitted run looks at its pace every 10% of the budget, at least this far apart
+
+
+def schedule_progress(step: int, cfg: TrainConfig) -> float:
+    """How far along the cosine `step` is, 0..1 (after a re-fit: from where it was then)."""
+    if cfg.refit_step > cfg.warmup_steps and step >= cfg.refit_step and cfg.max_steps > cfg.refit_step:
+        p = cfg.refit_progress + (1.0 - cfg.refit_progress) * (step - cfg.refit_step) / (cfg.max_steps - cfg.refit_step)
+    else:
+        p = (step - cfg.warmup_steps) / (cfg.max_steps - cfg.warmup_steps)
+    return min(1.0, max(0.0, p))
+
+
 def get_lr(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up to `lr`, then cosine decay to `min_lr` at `max_steps` (nanoGPT-style)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.max_steps <= cfg.warmup_steps:  # schedule length not decided yet (budget probe)
         return cfg.lr
-    progress = min(1.0, (step - cfg.warmup_steps) / (cfg.max_steps - cfg.warmup_steps))
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * schedule_progress(step, cfg))) * (cfg.lr - cfg.min_lr)
+
+
+def refit_schedule(cfg: TrainConfig, step: int, new_max: int) -> bool:
+    """Stretch or shrink the rest of a budget-fitted cosine to end at `new_max` (where the time
+    left runs out at the current pace), the learning rate continuous: the first probe runs in the
+    first minutes, and on a shared machine the pace changes (a run fitted under load hit max_steps
+    20 minutes early). Changes under 3% of the steps left are ignored. True if changed."""
+    if step <= cfg.warmup_steps or step >= cfg.max_steps or new_max <= step:
+        return False
+    if abs(new_max - cfg.max_steps) <= 0.03 * (cfg.max_steps - step):
+        return False
+    cfg.refit_progress, cfg.refit_step, cfg.max_steps = schedule_progress(step, cfg), step, new_max
+    return True
 
 
 def build_model(cfg: TrainConfig, model_config: dict | None = None) -> torch.nn.Module:
@@ -328,6 +352,9 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
     # time kept back from --minutes for the final save and evaluation (re-measured at each eval)
     eval_reserve_s = (30.0 if dist.device.type == "cuda" else 120.0) if cfg.final_eval and cfg.eval_scenes else 5.0
     probe_at = step + 10 if cfg.max_steps <= 0 else None
+    fit_mark = (time.time(), step)  # (time, step) of the last look at the pace
+    refit_every_s = max(REFIT_MIN_S, 0.1 * budget_s) if budget_s < math.inf else math.inf
+    refit_every = 20 if cfg.budget_fitted else 10**9  # steps between looks (a resumed fitted run: soon)
     last_save = time.time()
     summary = {"losses": [], "evals": [], "start_step": step}
     bar = tqdm(total=cfg.max_steps or None, initial=step, disable=not (main_rank and cfg.progress),
@@ -363,11 +390,25 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> dict:
             per_step = (time.time() - t_loop) / max(step - summary["start_step"], 1)
             left = budget_s - (time.time() - t_start) - eval_reserve_s
             cfg.max_steps = D.broadcast_int(step + max(1, int(0.95 * left / per_step)), dist)
-            probe_at = None
+            cfg.budget_fitted, probe_at = True, None
+            fit_mark = (time.time(), step)
+            refit_every = D.broadcast_int(max(10, int(refit_every_s / per_step)), dist)  # steps: same on every rank
             bar.total = cfg.max_steps
             if main_rank:
                 save_config(cfg, out_dir / "config.json")
                 print(f"budget {cfg.minutes} min -> max_steps {cfg.max_steps}", file=sys.stderr)
+        elif cfg.budget_fitted and budget_s < math.inf and step - fit_mark[1] >= refit_every:
+            # the pace since the last look (rank 0's clock): re-fit the rest of the cosine to the time left
+            per_step = (time.time() - fit_mark[0]) / max(step - fit_mark[1], 1)
+            left = budget_s - (time.time() - t_start) - eval_reserve_s
+            fit_mark = (time.time(), step)
+            refit_every = D.broadcast_int(max(10, int(refit_every_s / per_step)), dist)
+            if refit_schedule(cfg, step, D.broadcast_int(step + max(1, int(0.95 * left / per_step)), dist)):
+                bar.total = cfg.max_steps
+                if main_rank:
+                    save_config(cfg, out_dir / "config.json")
+                    print(f"pace {per_step:.2f} s/step: max_steps -> {cfg.max_steps} (lr {get_lr(step, cfg):.2e})",
+                          file=sys.stderr)
 
         if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.max_steps:
             if main_rank:
