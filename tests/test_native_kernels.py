@@ -199,3 +199,32 @@ def test_bf16_intermediates_keep_trained_scores(kernels_on, monkeypatch):
     fq = reconstruct(meas, mask, zoo.load_runner("qsci-t-gap-4bit", "fakequant"), gt=gt[None])
     assert int8.backend == "int8" and torch.bfloat16 in seen
     assert abs(int8.psnr_mean - fq.psnr_mean) <= 0.1 and fq.psnr_mean > 25
+
+
+@pytest.mark.parametrize("shape", [(1, 12, 3, 8, 10), (37, 12)])
+def test_per_channel_passes_equal_the_torch_ones(kernels_on, shape):
+    """The authors' per-channel layers: codes and term sums in one C pass each, torch's values exactly."""
+    from qsci.deploy.int8.codes import quantize_codes_per_channel
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(shape, generator=g) * 4
+    if x.ndim == 5:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    c = shape[1]
+    step = torch.rand(c, generator=g, dtype=torch.float64) * 0.5 + 0.02
+    lo = torch.randint(0, 3, (c,), generator=g).double()
+    hi = lo + torch.randint(3, 15, (c,), generator=g).double()
+    x[(0, slice(None)) + (0,) * (x.ndim - 2)] = step.float() * 2.5  # ties of x / step at .5
+    for shift, zp, offset in ((True, 5, torch.full((c,), 5.0, dtype=torch.float64)),
+                              (False, None, torch.randint(0, 9, (c,), generator=g).double())):
+        params = native.channel_params(step, offset, lo, hi, multiply=shift)
+        assert native.channel_codes_apply(x, 1)
+        ours = native.channel_codes(x, params)
+        ref = quantize_codes_per_channel(x, step, offset, lo, hi, 1, zp=zp)
+        assert ours.stride() == x.stride() and torch.equal(ours, ref), f"shift={shift}"
+    o = c // 3
+    y = torch.randn(shape, generator=g)
+    y = y.contiguous(memory_format=torch.channels_last_3d) if y.ndim == 5 else y
+    summed = native.sum_terms(y, 3)
+    assert torch.equal(summed, y.narrow(1, 0, o) + y.narrow(1, o, o) + y.narrow(1, 2 * o, o))
+    assert native.sum_terms(y.transpose(0, 1), 3) is None  # not channel rows: the caller's torch path

@@ -106,9 +106,20 @@ class _Int8Base(nn.Module):
             return quantize_codes(x, self.x_scale, self.x_zp, self.code_max)
         if self.exact:
             return quantize_codes_per_channel_exact(x, self.x_step, self.x_zr, self.x_offset, self.x_lo, self.x_hi, axis)
+        shift = self.route == "shift" and 0 <= self.x_zp <= 255
+        if native.channel_codes_apply(x, axis):  # one C pass instead of quantize_per_channel and clamps
+            return native.channel_codes(x, self._channel_params(shift))
         return quantize_codes_per_channel(
             x, self.x_step, self.x_offset, self.x_lo, self.x_hi, axis,
             zp=self.x_zp if self.route == "shift" else None)
+
+    def _channel_params(self, shift: bool) -> dict:
+        """`native.channel_codes`'s arrays for this layer (made once): route "shift" adds the common
+        zero point as torch.quantize_per_channel does, the other route its per-channel offsets."""
+        if getattr(self, "_channel", None) is None:
+            offset = torch.full_like(self.x_offset, float(self.x_zp)) if shift else self.x_offset
+            self._channel = native.channel_params(self.x_step, offset, self.x_lo, self.x_hi, multiply=shift)
+        return self._channel
 
     def concat_codes(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         """(B*T*H*W, sum C_j) uint8 rows: the codes of the channel concatenation of (B, C_j, T, H, W)
@@ -136,6 +147,9 @@ class _Int8Base(nn.Module):
         """Add the `terms` output slices of a folded layer (dim = output-channel axis)."""
         if self.terms == 1:
             return y
+        summed = native.sum_terms(y, self.terms) if dim % y.ndim == 1 else None  # one C pass over channel rows
+        if summed is not None:
+            return summed
         o = self.out_channels
         out = y.narrow(dim, 0, o) + y.narrow(dim, o, o)
         for i in range(2, self.terms):
