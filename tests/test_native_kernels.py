@@ -228,3 +228,9 @@ def test_per_channel_passes_equal_the_torch_ones(kernels_on, shape):
     summed = native.sum_terms(y, 3)
     assert torch.equal(summed, y.narrow(1, 0, o) + y.narrow(1, o, o) + y.narrow(1, 2 * o, o))
     assert native.sum_terms(y.transpose(0, 1), 3) is None  # not channel rows: the caller's torch path
+    if x.ndim == 2:  # the attention's q/k/v quantizers on the qkv rows: fake_quant_via_codes's values
+        from qsci.deploy.int8.codes import fake_quant_via_codes
+
+        lo8, hi8 = (128 - 4 + lo).to(torch.uint8).reshape(1, -1), (128 - 4 + hi).to(torch.uint8).reshape(1, -1)
+        ref = fake_quant_via_codes(x.clone(), 1, step, lo8, hi8)
+        assert torch.equal(native.channel_fake_quant_(x.clone(), step, lo8, hi8), ref)

@@ -92,7 +92,8 @@ class Int8TSAB(nn.Module):
                 self.qkv.bias = torch.cat([self.shift, extra]) + (0 if self.qkv.bias is None else self.qkv.bias)
                 self.qkv._packed, self._shift_in_bias = None, True
             qkv = self.qkv.forward_codes(u)  # (B*T*H*W, 3*inner) = linear + shift
-            qkv = fake_quant_via_codes(qkv, 1, self.a.double(), self.lo8, self.hi8)
+            done = native.channel_fake_quant_(qkv, self.a, self.lo8, self.hi8)  # one C pass, same values
+            qkv = done if done is not None else fake_quant_via_codes(qkv, 1, self.a.double(), self.lo8, self.hi8)
         else:
             qkv = self.qkv.forward_codes(u)  # (B*T*H*W, 3*inner), fresh buffer
             self._quantize_qkv(qkv)

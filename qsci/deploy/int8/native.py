@@ -65,6 +65,8 @@ def per_channel_library() -> ctypes.CDLL | None:
     dll.qsci_channel_codes.restype = None
     dll.qsci_sum_terms.argtypes = [fp, fp, i64, i64, i64, i64]
     dll.qsci_sum_terms.restype = None
+    dll.qsci_channel_fake_quant.argtypes = [fp, i64, i64, i64, fp, fp, fp, fp]
+    dll.qsci_channel_fake_quant.restype = None
     return dll
 
 
@@ -100,6 +102,20 @@ def channel_codes(x: torch.Tensor, params: dict) -> torch.Tensor:
     _elementwise(x.numel() // c, lambda i, j: dll.qsci_channel_codes(
         x.data_ptr(), out.data_ptr(), i, j, c, *ptrs, int(params["multiply"])))
     return out
+
+
+def channel_fake_quant_(x: torch.Tensor, scale: torch.Tensor, lo8: torch.Tensor, hi8: torch.Tensor) -> torch.Tensor | None:
+    """`codes.fake_quant_via_codes(x, 1, scale, lo8, hi8)` in place on (rows, C) float32 rows, one pass
+    with torch's arithmetic (the same values); None where it does not apply."""
+    dll = per_channel_library()
+    if dll is None or not active() or x.ndim != 2 or not _channel_rows(x):
+        return None
+    c = x.shape[1]
+    s = scale.double().reshape(-1).contiguous()
+    keep = [torch.ones(c, dtype=torch.float32) / s.float(), s, lo8.float().reshape(-1).contiguous(),
+            hi8.float().reshape(-1).contiguous()]
+    _elementwise(x.shape[0], lambda i, j: dll.qsci_channel_fake_quant(x.data_ptr(), i, j, c, *[t.data_ptr() for t in keep]))
+    return x
 
 
 def sum_terms(y: torch.Tensor, terms: int) -> torch.Tensor | None:

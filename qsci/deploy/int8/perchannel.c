@@ -42,3 +42,20 @@ void qsci_sum_terms(const float *restrict y, float *restrict out, int64_t begin,
             for (int64_t k = 0; k < o; ++k) r[k] += yr[t * o + k];
     }
 }
+
+/* The attention's per-channel q/k/v quantizers on the qkv output rows, in place of torch's
+   quantize_per_channel (zero point 128), a clamp of the codes to [lo_c, hi_c] and dequantize:
+   x <- ((clamp(rint(x * inv_c + 128), 0, 255) clamped to [lo_c, hi_c]) - 128) * scale_c, the
+   last step in double as torch's dequantize computes it. */
+void qsci_channel_fake_quant(float *restrict x, int64_t begin, int64_t end, int64_t c, const float *restrict inv,
+                             const double *restrict scale, const float *restrict lo, const float *restrict hi) {
+    for (int64_t i = begin; i < end; ++i) {
+        float *xr = x + i * c;
+        for (int64_t k = 0; k < c; ++k) {
+            float q = rintf(xr[k] * inv[k] + 128.f);
+            q = q < 0.f ? 0.f : (q > 255.f ? 255.f : q);
+            q = q < lo[k] ? lo[k] : (q > hi[k] ? hi[k] : q);
+            xr[k] = (float)(((double)q - 128.0) * scale[k]);
+        }
+    }
+}
