@@ -161,21 +161,21 @@ def test_authors_format_file_runs_on_integer_kernels(tmp_path):
 def test_per_channel_layers_give_the_same_output_with_the_compiled_passes(tmp_path, monkeypatch):
     """The per-channel codes and the three-term sums as C passes (`perchannel.c`): the torch
     graph's output bit for bit, on an authors'-format file (and the passes do run)."""
-    from qsci.deploy.int8 import native
+    from qsci.deploy.int8 import channel_passes, native
 
     small = {"in_ch": 4, "units": 1}
     path = make_authors_file(tmp_path / "3bit.pth", 3, seed=4, preset_overrides=small, calib_size=(8, 32, 32))
     model = convert_to_int8(load_authors_like(path, 3, small))
     calls = []
     for fn in ("channel_codes", "sum_terms"):
-        real = getattr(native, fn)
+        real = getattr(channel_passes, fn)
         def spy(*a, _real=real, _fn=fn):
             out = _real(*a)
             if out is not None:  # the pass applied (sum_terms answers None where it does not)
                 calls.append(_fn)
             return out
 
-        monkeypatch.setattr(native, fn, spy)
+        monkeypatch.setattr(channel_passes, fn, spy)
     x0 = torch.rand(1, 1, 8, 32, 32)
     with torch.inference_mode():
         fast = model(x0)

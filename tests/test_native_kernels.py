@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from qsci.bench import calibrate
-from qsci.deploy.int8 import Int8TSAB, convert_to_int8, native, onednn_available, quantize_codes
+from qsci.deploy.int8 import Int8TSAB, channel_passes, convert_to_int8, native, onednn_available, quantize_codes
 from qsci.deploy.int8.codes import _as_uint8
 from qsci.models import create_model
 from qsci.quant import ActQuantizer
@@ -217,20 +217,20 @@ def test_per_channel_passes_equal_the_torch_ones(kernels_on, shape):
     x[(0, slice(None)) + (0,) * (x.ndim - 2)] = step.float() * 2.5  # ties of x / step at .5
     for shift, zp, offset in ((True, 5, torch.full((c,), 5.0, dtype=torch.float64)),
                               (False, None, torch.randint(0, 9, (c,), generator=g).double())):
-        params = native.channel_params(step, offset, lo, hi, multiply=shift)
-        assert native.channel_codes_apply(x, 1)
-        ours = native.channel_codes(x, params)
+        params = channel_passes.channel_params(step, offset, lo, hi, multiply=shift)
+        assert channel_passes.channel_codes_apply(x, 1)
+        ours = channel_passes.channel_codes(x, params)
         ref = quantize_codes_per_channel(x, step, offset, lo, hi, 1, zp=zp)
         assert ours.stride() == x.stride() and torch.equal(ours, ref), f"shift={shift}"
     o = c // 3
     y = torch.randn(shape, generator=g)
     y = y.contiguous(memory_format=torch.channels_last_3d) if y.ndim == 5 else y
-    summed = native.sum_terms(y, 3)
+    summed = channel_passes.sum_terms(y, 3)
     assert torch.equal(summed, y.narrow(1, 0, o) + y.narrow(1, o, o) + y.narrow(1, 2 * o, o))
-    assert native.sum_terms(y.transpose(0, 1), 3) is None  # not channel rows: the caller's torch path
+    assert channel_passes.sum_terms(y.transpose(0, 1), 3) is None  # not channel rows: the caller's torch path
     if x.ndim == 2:  # the attention's q/k/v quantizers on the qkv rows: fake_quant_via_codes's values
         from qsci.deploy.int8.codes import fake_quant_via_codes
 
         lo8, hi8 = (128 - 4 + lo).to(torch.uint8).reshape(1, -1), (128 - 4 + hi).to(torch.uint8).reshape(1, -1)
         ref = fake_quant_via_codes(x.clone(), 1, step, lo8, hi8)
-        assert torch.equal(native.channel_fake_quant_(x.clone(), step, lo8, hi8), ref)
+        assert torch.equal(channel_passes.channel_fake_quant_(x.clone(), step, lo8, hi8), ref)

@@ -8,7 +8,7 @@ import torch.nn as nn
 from qsci.deploy.int8.codes import (_MID, ActQuantizerParams, FusedFakeQuant, codes_fit, fake_quant_via_codes,
                                     quantize_codes)
 from qsci.deploy.int8.layers import Int8Linear
-from qsci.deploy.int8 import native
+from qsci.deploy.int8 import channel_passes, native
 
 
 class Int8TSAB(nn.Module):
@@ -92,7 +92,7 @@ class Int8TSAB(nn.Module):
                 self.qkv.bias = torch.cat([self.shift, extra]) + (0 if self.qkv.bias is None else self.qkv.bias)
                 self.qkv._packed, self._shift_in_bias = None, True
             qkv = self.qkv.forward_codes(u)  # (B*T*H*W, 3*inner) = linear + shift
-            done = native.channel_fake_quant_(qkv, self.a, self.lo8, self.hi8)  # one C pass, same values
+            done = channel_passes.channel_fake_quant_(qkv, self.a, self.lo8, self.hi8)  # one C pass, same values
             qkv = done if done is not None else fake_quant_via_codes(qkv, 1, self.a.double(), self.lo8, self.hi8)
         else:
             qkv = self.qkv.forward_codes(u)  # (B*T*H*W, 3*inner), fresh buffer

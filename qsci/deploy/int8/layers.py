@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from qsci.deploy.int8.codes import (onednn_available, quantize_codes, quantize_codes_exact,
                                     quantize_codes_per_channel, quantize_codes_per_channel_exact)
 from qsci.deploy.int8.fold import _act_params, fold_per_channel
-from qsci.deploy.int8 import native
+from qsci.deploy.int8 import channel_passes, native
 from qsci.quant.lsq import QLinear
 
 
@@ -107,8 +107,8 @@ class _Int8Base(nn.Module):
         if self.exact:
             return quantize_codes_per_channel_exact(x, self.x_step, self.x_zr, self.x_offset, self.x_lo, self.x_hi, axis)
         shift = self.route == "shift" and 0 <= self.x_zp <= 255
-        if native.channel_codes_apply(x, axis):  # one C pass instead of quantize_per_channel and clamps
-            return native.channel_codes(x, self._channel_params(shift))
+        if channel_passes.channel_codes_apply(x, axis):  # one C pass instead of quantize_per_channel and clamps
+            return channel_passes.channel_codes(x, self._channel_params(shift))
         return quantize_codes_per_channel(
             x, self.x_step, self.x_offset, self.x_lo, self.x_hi, axis,
             zp=self.x_zp if self.route == "shift" else None)
@@ -118,7 +118,7 @@ class _Int8Base(nn.Module):
         zero point as torch.quantize_per_channel does, the other route its per-channel offsets."""
         if getattr(self, "_channel", None) is None:
             offset = torch.full_like(self.x_offset, float(self.x_zp)) if shift else self.x_offset
-            self._channel = native.channel_params(self.x_step, offset, self.x_lo, self.x_hi, multiply=shift)
+            self._channel = channel_passes.channel_params(self.x_step, offset, self.x_lo, self.x_hi, multiply=shift)
         return self._channel
 
     def concat_codes(self, tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -147,7 +147,7 @@ class _Int8Base(nn.Module):
         """Add the `terms` output slices of a folded layer (dim = output-channel axis)."""
         if self.terms == 1:
             return y
-        summed = native.sum_terms(y, self.terms) if dim % y.ndim == 1 else None  # one C pass over channel rows
+        summed = channel_passes.sum_terms(y, self.terms) if dim % y.ndim == 1 else None  # one C pass over channel rows
         if summed is not None:
             return summed
         o = self.out_channels

@@ -15,8 +15,6 @@ from qsci import native
 
 SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = [*native.BASE_FLAGS, "-ffast-math", "-fno-finite-math-only"]
-PER_CHANNEL_SOURCE = Path(__file__).with_name("perchannel.c")  # exact float order: no fast-math
-PER_CHANNEL_FLAGS = [*native.BASE_FLAGS, "-fno-math-errno", "-ffp-contract=off"]
 LANES = 16  # pixels per inner loop in the C source; thread slices are multiples of it
 _STATUS: dict[str, str] = {}
 _SWITCH = {"on": True, "bf16": True}
@@ -52,84 +50,6 @@ def library() -> ctypes.CDLL | None:
     for fn in (dll.qsci_leaky_codes_bf16, dll.qsci_sum_codes_bf16, dll.qsci_add_codes_bf16):
         fn.restype = None
     return dll
-
-
-@functools.lru_cache(maxsize=1)
-def per_channel_library() -> ctypes.CDLL | None:
-    """The per-channel layers' passes (`perchannel.c`), or None (no compiler, QSCI_NATIVE=0)."""
-    dll, _STATUS["per_channel"] = native.load(PER_CHANNEL_SOURCE, PER_CHANNEL_FLAGS)
-    if dll is None:
-        return None
-    i64, fp = ctypes.c_int64, ctypes.c_void_p
-    dll.qsci_channel_codes.argtypes = [fp, fp, i64, i64, i64, fp, fp, fp, fp, ctypes.c_int]
-    dll.qsci_channel_codes.restype = None
-    dll.qsci_sum_terms.argtypes = [fp, fp, i64, i64, i64, i64]
-    dll.qsci_sum_terms.restype = None
-    dll.qsci_channel_fake_quant.argtypes = [fp, i64, i64, i64, fp, fp, fp, fp]
-    dll.qsci_channel_fake_quant.restype = None
-    return dll
-
-
-def _channel_rows(x: torch.Tensor) -> bool:
-    """x holds whole channel rows: a channels-last 5-D or a contiguous 2-D float32 tensor."""
-    if x.dtype != torch.float32:
-        return False
-    return x.is_contiguous() if x.ndim == 2 else x.ndim == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)
-
-
-def channel_codes_apply(x: torch.Tensor, axis: int) -> bool:
-    """True when `channel_codes` can quantize x along `axis` (its channel rows, kernels active)."""
-    return active() and _channel_rows(x) and axis % x.ndim == 1 and per_channel_library() is not None
-
-
-def channel_params(step: torch.Tensor, offset: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                   multiply: bool) -> dict:
-    """`channel_codes`'s float32 arrays: multiply (torch.quantize_per_channel's arithmetic: round(x
-    times a float 1/step plus the offset)) or divide (round(x / float step), then + offset)."""
-    s = step.float()
-    return {"v": (torch.ones_like(s) / s) if multiply else s, "offset": offset.float(), "lo": lo.float(),
-            "hi": hi.float(), "multiply": bool(multiply)}
-
-
-def channel_codes(x: torch.Tensor, params: dict) -> torch.Tensor:
-    """Per-channel uint8 codes `clamp(rint(x / step_c) + offset_c, lo_c, hi_c)` of a per-channel layer's
-    input, one pass, layout kept (`channel_params` says how the division rounds)."""
-    dll = per_channel_library()
-    c = x.shape[1]
-    out = torch.empty_like(x, dtype=torch.uint8)
-    keep = [params[k].contiguous() for k in ("v", "offset", "lo", "hi")]
-    ptrs = [t.data_ptr() for t in keep]
-    _elementwise(x.numel() // c, lambda i, j: dll.qsci_channel_codes(
-        x.data_ptr(), out.data_ptr(), i, j, c, *ptrs, int(params["multiply"])))
-    return out
-
-
-def channel_fake_quant_(x: torch.Tensor, scale: torch.Tensor, lo8: torch.Tensor, hi8: torch.Tensor) -> torch.Tensor | None:
-    """`codes.fake_quant_via_codes(x, 1, scale, lo8, hi8)` in place on (rows, C) float32 rows, one pass
-    with torch's arithmetic (the same values); None where it does not apply."""
-    dll = per_channel_library()
-    if dll is None or not active() or x.ndim != 2 or not _channel_rows(x):
-        return None
-    c = x.shape[1]
-    s = scale.double().reshape(-1).contiguous()
-    keep = [torch.ones(c, dtype=torch.float32) / s.float(), s, lo8.float().reshape(-1).contiguous(),
-            hi8.float().reshape(-1).contiguous()]
-    _elementwise(x.shape[0], lambda i, j: dll.qsci_channel_fake_quant(x.data_ptr(), i, j, c, *[t.data_ptr() for t in keep]))
-    return x
-
-
-def sum_terms(y: torch.Tensor, terms: int) -> torch.Tensor | None:
-    """The sum of a folded layer's `terms` output slices along its channel rows, ((t0 + t1) + t2) as
-    torch adds them, in one pass; None where it does not apply (layout, kernels off)."""
-    dll = per_channel_library()
-    if dll is None or not active() or not _channel_rows(y) or y.shape[1] % terms:
-        return None
-    o = y.shape[1] // terms
-    shape = (y.shape[0], o, *y.shape[2:])
-    out = torch.empty(shape, dtype=torch.float32) if y.ndim == 2 else \
-        torch.empty(shape, dtype=torch.float32, memory_format=torch.channels_last_3d)
-    _elementwise(y.numel() // y.shape[1], lambda i, j: dll.qsci_sum_terms(y.data_ptr(), out.data_ptr(), i, j, o, terms))
-    return out
 
 
 def set_enabled(on: bool) -> None:
@@ -182,7 +102,7 @@ def leaky_codes(x: torch.Tensor, slope: float | None, scale: float, zero_point: 
     out = torch.empty_like(x, dtype=torch.uint8)  # same strides as x: elementwise over storage
     inv = _inverse(scale)
     fn = dll.qsci_leaky_codes if x.dtype == torch.float32 else dll.qsci_leaky_codes_bf16
-    _elementwise(x.numel(), lambda i, j: fn(
+    elementwise(x.numel(), lambda i, j: fn(
         x.data_ptr(), out.data_ptr(), i, j, float(slope or 0.0), int(slope is not None), inv,
         float(zero_point), float(code_max)))
     return out
@@ -205,7 +125,7 @@ def sum_codes(a: torch.Tensor, b: torch.Tensor | None, slope_a: float, first: tu
     q1 = (_inverse(first[0]), float(first[1]), float(first[2]))
     q2 = (_inverse(second[0]), float(second[1]), float(second[2]))
     fn = dll.qsci_sum_codes if a.dtype == torch.float32 else dll.qsci_sum_codes_bf16
-    _elementwise(a.numel(), lambda i, j: fn(
+    elementwise(a.numel(), lambda i, j: fn(
         a.data_ptr(), None if b is None else b.data_ptr(), u1.data_ptr(), u2.data_ptr(), i, j, float(slope_a),
         *q1, *q2))
     return u1, u2
@@ -224,7 +144,7 @@ def add_codes(s: torch.Tensor, y: torch.Tensor, scale: float, zero_point: int, c
     u = torch.empty_like(s, dtype=torch.uint8)
     inv = _inverse(scale)
     fn = dll.qsci_add_codes if y.dtype == torch.float32 else dll.qsci_add_codes_bf16
-    _elementwise(s.numel(), lambda i, j: fn(
+    elementwise(s.numel(), lambda i, j: fn(
         s.data_ptr(), y.data_ptr(), u.data_ptr(), i, j, inv, float(zero_point), float(code_max)))
     return u
 
@@ -258,7 +178,7 @@ def row_codes(x: torch.Tensor, scale: float, zero_point: int, code_max: int,
     if out.dtype != torch.uint8 or tuple(out.shape) != (n, c) or out.stride(1) != 1:
         raise ValueError(f"row_codes: out must be ({n}, {c}) uint8 rows, got {tuple(out.shape)} {out.dtype}")
     inv = _inverse(scale)
-    _elementwise(n, lambda i, j: dll.qsci_row_codes(
+    elementwise(n, lambda i, j: dll.qsci_row_codes(
         x.data_ptr(), out.data_ptr(), i, j, c, rs, out.stride(0), inv, float(zero_point), float(code_max)))
     return out
 
@@ -268,7 +188,7 @@ def _inverse(scale: float) -> float:
     return float(torch.ones((), dtype=torch.float32) / torch.tensor(scale, dtype=torch.float32))
 
 
-def _elementwise(n: int, run_range) -> None:
+def elementwise(n: int, run_range) -> None:
     """run_range(begin, end) over [0, n) in slices of a multiple of 64 elements, one per thread."""
     workers = max(1, min(torch.get_num_threads(), n // 65536))
     per = -(-n // workers)  # ceil(n / workers) ...
