@@ -84,15 +84,13 @@ def make_runner(name: str, backend: str, size: tuple[int, int, int], checkpoint:
 
     if name == "gap-tv":
         return GapTVRunner(), "none"
-    if checkpoint is not None:  # e.g. an authors'-format file: what `reconstruct --checkpoint` runs
-        from qsci import zoo
+    from qsci import zoo
 
+    if checkpoint is not None:  # e.g. an authors'-format file: what `reconstruct --checkpoint` runs
         return zoo.load_runner(name, backend, checkpoint), f"file {Path(checkpoint).name}"
     try:
-        from qsci import zoo
-
         info = zoo.get_method(name)
-    except (ImportError, QSCIError):
+    except QSCIError:
         info = None
     if info is not None and info.source != "classical" and info.available:
         return zoo.load_runner(name, backend), "trained"

@@ -60,8 +60,14 @@ def _build(source: Path, flags: list[str], lib: Path) -> None:
         os.replace(part, lib)
 
 
-def load(source: Path, flags: Sequence[str]) -> tuple[ctypes.CDLL | None, str]:
-    """(library, how it was found) or (None, why not): built on first use, then cached."""
+# C argument types for `load`'s signatures
+PTR, I64, F32, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
+
+
+def load(source: Path, flags: Sequence[str], signatures: dict[str, tuple[list, object]] | None = None
+         ) -> tuple[ctypes.CDLL | None, str]:
+    """(library, how it was found) or (None, why not): built on first use, then cached.
+    `signatures`: {function: (argtypes, restype)} declared on the loaded library."""
     if not enabled():
         return None, "disabled by QSCI_NATIVE=0"
     flags = list(flags)
@@ -70,9 +76,13 @@ def load(source: Path, flags: Sequence[str]) -> tuple[ctypes.CDLL | None, str]:
     try:
         if not lib.is_file():
             _build(source, flags, lib)
-        return ctypes.CDLL(str(lib)), f"built {lib}"
+        dll = ctypes.CDLL(str(lib))
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"compiled kernels unavailable: {exc}"
+    for name, (argtypes, restype) in (signatures or {}).items():
+        fn = getattr(dll, name)
+        fn.argtypes, fn.restype = argtypes, restype
+    return dll, f"built {lib}"
 
 
 @functools.lru_cache(maxsize=4)

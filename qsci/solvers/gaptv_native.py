@@ -26,17 +26,13 @@ SOURCE = Path(__file__).with_name("gaptv_kernels.c")
 FLAGS = [*native.BASE_FLAGS, "-fno-math-errno", "-ffp-contract=off"]  # no fused multiply-add
 TV_STEP = 0.125  # the dual step of `gaptv._TVDenoiser`
 _STATUS: dict[str, str] = {}
+SIGNATURES = {"qsci_gap_iteration": ([native.PTR] * 11 + [native.I64] * 3 + [native.F32] * 4 + [native.I64], None)}
 
 
 @functools.lru_cache(maxsize=1)
 def library() -> ctypes.CDLL | None:
     """The compiled GAP-TV iteration, or None (reason in `status()`)."""
-    dll, _STATUS["reason"] = native.load(SOURCE, FLAGS)
-    if dll is None:
-        return None
-    fp, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-    dll.qsci_gap_iteration.argtypes = [fp] * 11 + [i64] * 3 + [f32] * 4 + [i64]
-    dll.qsci_gap_iteration.restype = None
+    dll, _STATUS["reason"] = native.load(SOURCE, FLAGS, SIGNATURES)
     return dll
 
 

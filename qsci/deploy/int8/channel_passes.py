@@ -24,19 +24,17 @@ FLAGS = [*native.BASE_FLAGS, "-fno-math-errno", "-ffp-contract=off"]  # torch's 
 _STATUS: dict[str, str] = {}
 
 
+SIGNATURES = {
+    "qsci_channel_codes": ([native.PTR, native.PTR, *[native.I64] * 3, *[native.PTR] * 4, native.INT], None),
+    "qsci_sum_terms": ([native.PTR, native.PTR, *[native.I64] * 4], None),
+    "qsci_channel_fake_quant": ([native.PTR, *[native.I64] * 3, *[native.PTR] * 4], None),
+}
+
+
 @functools.lru_cache(maxsize=1)
 def library() -> ctypes.CDLL | None:
     """The per-channel layers' passes (`perchannel.c`), or None (no compiler, QSCI_NATIVE=0)."""
-    dll, _STATUS["reason"] = native.load(SOURCE, FLAGS)
-    if dll is None:
-        return None
-    i64, fp = ctypes.c_int64, ctypes.c_void_p
-    dll.qsci_channel_codes.argtypes = [fp, fp, i64, i64, i64, fp, fp, fp, fp, ctypes.c_int]
-    dll.qsci_channel_codes.restype = None
-    dll.qsci_sum_terms.argtypes = [fp, fp, i64, i64, i64, i64]
-    dll.qsci_sum_terms.restype = None
-    dll.qsci_channel_fake_quant.argtypes = [fp, i64, i64, i64, fp, fp, fp, fp]
-    dll.qsci_channel_fake_quant.restype = None
+    dll, _STATUS["reason"] = native.load(SOURCE, FLAGS, SIGNATURES)
     return dll
 
 

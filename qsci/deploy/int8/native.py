@@ -20,35 +20,23 @@ _STATUS: dict[str, str] = {}
 _SWITCH = {"on": True, "bf16": True}
 
 
+_P, _I, _F = native.PTR, native.I64, native.F32
+_LEAKY = [_P, _P, _I, _I, _F, native.INT, _F, _F, _F]
+_SUM = [_P, _P, _P, _P, _I, _I, *[_F] * 7]
+_ADD = [_P, _P, _P, _I, _I, _F, _F, _F]
+SIGNATURES = {
+    "qsci_attend_planar": ([_P, _P, *[_I] * 6, _P, _P, _P, _P, _F, _P, _F, _F, _I, _I], native.INT),
+    "qsci_leaky_codes": (_LEAKY, None), "qsci_leaky_codes_bf16": (_LEAKY, None),
+    "qsci_sum_codes": (_SUM, None), "qsci_sum_codes_bf16": (_SUM, None),
+    "qsci_add_codes": (_ADD, None), "qsci_add_codes_bf16": (_ADD, None),
+    "qsci_row_codes": ([_P, _P, *[_I] * 5, _F, _F, _F], None),
+}
+
+
 @functools.lru_cache(maxsize=1)
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, or None (reason in `status()`)."""
-    dll, _STATUS["reason"] = native.load(SOURCE, FLAGS)
-    if dll is None:
-        return None
-    f = dll.qsci_attend_planar
-    i64, fp = ctypes.c_int64, ctypes.c_void_p
-    f.argtypes = [fp, fp, i64, i64, i64, i64, i64, i64, fp, fp, fp, fp, ctypes.c_float, fp,
-                  ctypes.c_float, ctypes.c_float, i64, i64]
-    f.restype = ctypes.c_int
-    g = dll.qsci_leaky_codes
-    g.argtypes = [fp, fp, i64, i64, ctypes.c_float, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float]
-    g.restype = None
-    h = dll.qsci_sum_codes
-    f32 = ctypes.c_float
-    h.argtypes = [fp, fp, fp, fp, i64, i64, f32, f32, f32, f32, f32, f32, f32]
-    h.restype = None
-    ac = dll.qsci_add_codes
-    ac.argtypes = [fp, fp, fp, i64, i64, f32, f32, f32]
-    ac.restype = None
-    r = dll.qsci_row_codes
-    r.argtypes = [fp, fp, i64, i64, i64, i64, i64, f32, f32, f32]
-    r.restype = None
-    dll.qsci_leaky_codes_bf16.argtypes = g.argtypes
-    dll.qsci_sum_codes_bf16.argtypes = h.argtypes
-    dll.qsci_add_codes_bf16.argtypes = ac.argtypes
-    for fn in (dll.qsci_leaky_codes_bf16, dll.qsci_sum_codes_bf16, dll.qsci_add_codes_bf16):
-        fn.restype = None
+    dll, _STATUS["reason"] = native.load(SOURCE, FLAGS, SIGNATURES)
     return dll
 
 
