@@ -116,8 +116,22 @@ def test_qat_starts_from_fp_checkpoint(tmp_path):
     again = T.build_model(tiny_cfg(tmp_path / "x", bits=4))
     T.init_weights(again, str(tmp_path / "q4" / "ckpt.pt"))
     assert all(torch.equal(v, sd[k]) for k, v in again.state_dict().items())
-    with pytest.raises(QSCIError, match="full-precision"):
-        T.init_weights(T.build_model(tiny_cfg(tmp_path / "x", bits=2)), str(tmp_path / "q4" / "ckpt.pt"))
+    # fewer bits (progressive QAT): every tensor copied, the 2-bit steps fresh, the 8-bit kept
+    low = T.build_model(tiny_cfg(tmp_path / "x", bits=2))
+    report = T.init_weights(low, str(tmp_path / "q4" / "ckpt.pt"))
+    low_sd = low.state_dict()
+    assert all(torch.equal(low_sd[k], sd[k]) for k in low_sd if not k.endswith("init_state"))
+    assert report["fresh"] and "fem_conv1_1.0" in report["fresh"] and "fem_conv1_1.0.act" in report["fresh"]
+    assert not any("_2" in name for name in report["fresh"])  # side branches stay 8-bit, calibrated
+    assert float(low_sd["fem_conv1_1.0.init_state"]) == 0 and float(low_sd["fem_conv1_2.0.init_state"]) == 1
+    torch.manual_seed(0)
+    low(torch.rand(1, 1, 8, 32, 32))  # the first batch calibrates them at 2 bits
+    assert float(low.state_dict()["fem_conv1_1.0.init_state"]) == 1
+    assert not torch.equal(low.state_dict()["fem_conv1_1.0.alpha"], sd["fem_conv1_1.0.alpha"])
+    two = tmp_path / "two.pt"
+    torch.save({"model_state_dict": low_sd, "config": low.config.to_dict()}, two)
+    with pytest.raises(QSCIError, match="more bits"):
+        T.init_weights(T.build_model(tiny_cfg(tmp_path / "y", bits=4)), str(two))
 
 
 def _free_port() -> int:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from qsci.errors import QSCIError
 from qsci.models.efficientsci import zero_last_layer
-from qsci.quant.lsq import set_step_init
+from qsci.quant.lsq import recalibrate_steps, set_step_init
 from training import distributed as D
 from training.checkpointing import load_checkpoint, save_checkpoint, set_rng_state, strip_ddp_prefix
 from training.config import TrainConfig, build_arg_parser, resolve, save_config
@@ -100,14 +100,28 @@ def init_weights(model: torch.nn.Module, path: str) -> dict:
             raise QSCIError(f"--init-from {path}: does not fit {model.config.name} "
                             f"({str(exc).splitlines()[0]})") from None
         return {"copied": list(sd), "fresh": []}
-    if src_bits != 32:
+    if src_bits < model.config.bits or model.config.bits >= 8:
         raise QSCIError(f"--init-from {path}: a {src_bits}-bit checkpoint cannot start a "
-                        f"{model.config.bits}-bit model; use a full-precision one")
+                        f"{model.config.bits}-bit model; use a full-precision one or a quantized "
+                        f"one of more bits (below 8)")
+    if src_bits != 32:
+        return init_from_higher_bits(model, sd, path, src_bits)
     report = init_from_fp(model, sd)
     if len(report["copied"]) < len(sd):  # every full-precision tensor must land somewhere
         raise QSCIError(f"--init-from {path}: only {len(report['copied'])} of {len(sd)} tensors "
                         f"fit the {model.config.name} model (different sizes?)")
     return report
+
+
+def init_from_higher_bits(model: torch.nn.Module, sd: dict, path: str, src_bits: int) -> dict:
+    """Progressive QAT (e.g. 4 -> 3 bits): the same graph, so every tensor is copied; the
+    b-bit quantizers then calibrate again on the first batch (`recalibrate_steps`)."""
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as exc:
+        raise QSCIError(f"--init-from {path}: its {src_bits}-bit graph does not fit "
+                        f"{model.config.name} ({str(exc).splitlines()[0]})") from None
+    return {"copied": list(sd), "fresh": recalibrate_steps(model, model.config.bits)}
 
 
 def load_teacher(cfg: TrainConfig, student: torch.nn.Module, device) -> torch.nn.Module | None:

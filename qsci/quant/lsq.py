@@ -241,6 +241,21 @@ def set_step_init(model: nn.Module, method: str) -> int:
     return n
 
 
+def recalibrate_steps(model: nn.Module, bits: int) -> list[str]:
+    """Mark every `bits`-bit quantizer fresh (`init_state = 0`), keeping the weights.
+
+    Progressive quantization: a lower-bit model started from a higher-bit one keeps its weights
+    and 8-bit side branches, but steps fitted to 15 levels clip or waste a 7-level grid, so the
+    b-bit steps calibrate again on the first batch. Returns the names of the quantizers reset.
+    """
+    reset = []
+    for name, module in model.named_modules():
+        if isinstance(module, (ActQuantizer, WeightQuantizer, QLayerMixin)) and module.bits == bits:
+            module.init_state.zero_()
+            reset.append(name)
+    return reset
+
+
 class QLayerMixin:
     """Weight step, init flag and input quantizer shared by QConv3d and QLinear."""
 
