@@ -43,14 +43,14 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 
 
-def readme_commands() -> list[str]:
-    """Command lines of the README's ```bash blocks, comments stripped, whitespace normalised."""
+def readme_commands(path: Path = README) -> list[str]:
+    """Command lines of a README's ```bash blocks, comments stripped, whitespace normalised."""
     out, inside = [], False
-    for line in README.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line.startswith("```"):
             inside = line.strip() == "```bash"
             continue
-        if inside and line.strip():
+        if inside and line.strip() and not line.lstrip().startswith("#"):
             out.append(" ".join(re.sub(r"\s+#\s.*$", "", line).split()))
     return out
 

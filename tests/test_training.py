@@ -271,3 +271,21 @@ def test_a_budget_run_refits_its_schedule_to_its_pace(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["budget_fitted"] and saved["refit_step"] > 0 and 0 < saved["refit_progress"] < 1
     assert summary["stop_reason"] in ("max_steps", "time budget")
+
+
+def test_campaign_ladder_starts_each_width_from_the_next_wider(capsys):
+    from training import campaign
+
+    assert campaign.qat_starts([8, 4, 3, 2], ladder=True) == {8: 32, 4: 32, 3: 4, 2: 3}
+    assert campaign.qat_starts([8, 4, 2], ladder=True) == {8: 32, 4: 32, 2: 4}
+    assert campaign.qat_starts([8, 4, 3, 2], ladder=False) == {8: 32, 4: 32, 3: 32, 2: 32}
+    assert campaign.main(["--dry-run", "--ladder", "true", "--parallel", "2", "--runs", "r"]) == 0
+    waves = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wave ")]
+    by_wave = {}
+    for line in waves:
+        by_wave.setdefault(line.split(":")[0], []).append(line)
+    assert list(by_wave) == ["wave 0", "wave 1", "wave 2", "wave 3"]  # fp32, (8, 4), 3, 2
+    assert len(by_wave["wave 1"]) == 2
+    assert "--init-from r/t_gap_qat4/ckpt.pt" in by_wave["wave 2"][0]
+    assert "--init-from r/t_gap_qat3/ckpt.pt" in by_wave["wave 3"][0]
+    assert all("--distill-from r/t_gap_fp32/ckpt.pt" in line for line in waves[1:])

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from qsci.zoo import checkpoints_dir
+from training.config import parse_value
 
 PAPER_FP = "checkpoints/qsci-{preset}-fp32.train.pt"  # the end-to-end model the family started from
 
@@ -60,11 +61,32 @@ def plan(args) -> list[list[list[str]]]:
         waves.append([_train_cmd(f"training/configs/{p}_gap_fp32.json", fp_run, args.fp_minutes, args,
                                  start)])
     fp_ckpt = fp_run / "ckpt.pt" if args.fp_minutes > 0 else state
-    qat = [_train_cmd(f"training/configs/{p}_gap_qat{b}.json", runs / f"{p}_gap_qat{b}", args.qat_minutes,
-                      args, ["--init-from", str(fp_ckpt), "--distill-from", str(fp_ckpt)]) for b in args.bits]
-    for i in range(0, len(qat), max(1, args.parallel)):
-        waves.append(qat[i:i + args.parallel])
+    starts = qat_starts(args.bits, args.ladder)
+    levels: dict[int, list[list[str]]] = {}
+    for b in args.bits:
+        src = fp_ckpt if starts[b] == 32 else runs / f"{p}_gap_qat{starts[b]}" / "ckpt.pt"
+        levels.setdefault(_depth(b, starts), []).append(
+            _train_cmd(f"training/configs/{p}_gap_qat{b}.json", runs / f"{p}_gap_qat{b}", args.qat_minutes,
+                       args, ["--init-from", str(src), "--distill-from", str(fp_ckpt)]))
+    for depth in sorted(levels):  # a ladder rung waits for the run it starts from
+        qat = levels[depth]
+        for i in range(0, len(qat), max(1, args.parallel)):
+            waves.append(qat[i:i + args.parallel])
     return waves
+
+
+def qat_starts(bits: list[int], ladder: bool) -> dict[int, int]:
+    """The bit width each QAT run starts from: full precision (32), or with `ladder` the next
+    wider width below 8 in this campaign (progressive QAT: 4 -> 3 -> 2; training/README.md)."""
+    starts = {}
+    for b in bits:
+        wider = [w for w in bits if b < w < 8]
+        starts[b] = min(wider) if ladder and wider else 32
+    return starts
+
+
+def _depth(b: int, starts: dict[int, int]) -> int:
+    return 0 if starts[b] == 32 else 1 + _depth(starts[b], starts)
 
 
 def _run_wave(wave: list[list[str]]) -> None:
@@ -106,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--qat-minutes", type=float, default=25.0)
     p.add_argument("--bits", default="8,4,3,2", type=lambda s: [int(b) for b in s.split(",") if b])
     p.add_argument("--parallel", type=int, default=2, help="QAT runs at once")
+    p.add_argument("--ladder", type=lambda s: parse_value(s, False), default=False,
+                   help="true: 3-bit QAT starts from the 4-bit run, 2-bit from the 3-bit one")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--crop", type=int, default=0, help="override the configs' crop (0 = keep)")

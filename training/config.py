@@ -61,7 +61,7 @@ class TrainConfig:
     refit_progress: float = 0.0
     budget_fitted: bool = False  # max_steps came from the budget probe (so it may be re-fitted)
     grad_clip: float = 1.0  # 0 = off
-    loss: str = "mse"  # "mse" | "rmse"
+    loss: str = "mse"  # "mse" | "rmse" | "psnr" (per-crop 1/MSE weights: train.compute_loss)
     amp: str = "auto"  # "auto" (bf16 on CUDA only) | "bf16" | "off"
     seed: int = 0
     # budget, logging, checkpoints
@@ -99,7 +99,7 @@ class TrainConfig:
         if self.step_init not in STEP_INITS:
             raise QSCIError(f"step_init must be one of {', '.join(STEP_INITS)}, got {self.step_init!r}")
         for name in ("optimizer", "loss", "amp", "device"):
-            allowed = {"optimizer": ("adam", "adamw"), "loss": ("mse", "rmse"),
+            allowed = {"optimizer": ("adam", "adamw"), "loss": ("mse", "rmse", "psnr"),
                        "amp": ("auto", "bf16", "off"), "device": ("auto", "cpu", "cuda")}[name]
             if getattr(self, name) not in allowed:
                 raise QSCIError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -149,7 +149,7 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
     Path(path).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
-def _parse_value(text: str, default: Any) -> Any:
+def parse_value(text: str, default: Any) -> Any:
     """Command-line text -> the type of the field's default (JSON for lists/dicts)."""
     if isinstance(default, bool):
         if text.lower() in ("1", "true", "yes", "on"):
@@ -208,5 +208,5 @@ def resolve(args: argparse.Namespace, base: dict | None = None) -> TrainConfig:
     for name, default in defaults.items():
         text = getattr(args, name, None)
         if text is not None:
-            d[name] = _parse_value(str(text), default)
+            d[name] = parse_value(str(text), default)
     return TrainConfig.from_dict(d).validate()

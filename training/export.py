@@ -87,12 +87,30 @@ def _run_steps(run: Path) -> int:
     return int(read_weights(run / "ckpt.pt").get("step", 0))
 
 
+def add_lineage(entry: dict, prev: dict) -> dict:
+    """The manifest entry of a stage that started from the zoo's `prev` model (`pack --continues`):
+    samples, steps and minutes add up, and `init_from` / `git_commit` name the earlier stages."""
+    entry = dict(entry)
+    for key in ("samples_seen", "steps"):
+        entry[key] = int(entry[key]) + int(prev.get(key) or 0)
+    entry["training_minutes"] = round(entry["training_minutes"] + float(prev.get("training_minutes") or 0), 2)
+    entry["init_from"] = (f"checkpoints/{prev['file']} (the previous {prev['name']}: {int(prev.get('samples_seen') or 0):,} "
+                          f"samples, {prev.get('training_minutes')} min), as {entry['init_from']}")
+    entry["git_commit"] = f"{entry['git_commit']} (this stage); earlier stages: {prev.get('git_commit')}"
+    return entry
+
+
 def pack(run: Path, name: str, command_file: Path | None, commit_file: Path | None,
-         earlier_runs: list[Path] = ()) -> dict:
+         earlier_runs: list[Path] = (), continues: str | None = None) -> dict:
     from qsci.deploy.complexity import count
     from qsci.deploy.packing import save_packed
     from qsci.deploy.weights import load_model, open_weights
 
+    prev = None  # checked before anything is written
+    if continues:
+        prev = next((m for m in load_manifest()["models"] if m["name"] == continues), None)
+        if prev is None:
+            raise SystemExit(f"pack --continues {continues}: no such model in {_manifest_path()}")
     state = open_weights(run / "ckpt.pt")  # read once: the network and the training record
     ckpt = state.content
     model = load_model(state)
@@ -127,6 +145,8 @@ def pack(run: Path, name: str, command_file: Path | None, commit_file: Path | No
         shutil.copyfile(run / "ckpt.pt", out_dir / f"{name}.train.pt")
         entry["train_state"] = f"{name}.train.pt"
     manifest = load_manifest()
+    if prev is not None:
+        entry = add_lineage(entry, prev)
     manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
     save_manifest(manifest)
     return entry
@@ -196,7 +216,8 @@ def latency(bench_dir: Path) -> dict:
 def select(name: str, runs: list[Path]) -> dict:
     """Which weights to ship for `name`: the zoo's current file or a run's `ckpt.pt`, by mean PSNR
     on the validation clips (`--scenes validation`), so the benchmark scenes stay a test set.
-    The choice and every candidate's score go to `checkpoints/validation.json`."""
+    The choice and every candidate's score go to `checkpoints/validation.json`; an earlier
+    selection for `name` moves to its `earlier` list (newest last) instead of being lost."""
     candidates = {"zoo": ["--model", name]} if (checkpoints_dir() / f"{name}.pt").is_file() else {}
     candidates.update({str(run): ["--model", name, "--checkpoint", str(run / "ckpt.pt")] for run in runs})
     scores = {}
@@ -211,7 +232,12 @@ def select(name: str, runs: list[Path]) -> dict:
     best = max(scores, key=lambda k: scores[k]["psnr"])
     path = checkpoints_dir() / "validation.json"
     record = json.loads(path.read_text()) if path.is_file() else {}
-    record[name] = {"candidates": scores, "chosen": best}
+    prev = record.get(name)
+    earlier = (prev.pop("earlier", []) + [prev]) if prev else []
+    record[name] = {"candidates": scores, "chosen": best,
+                    "selected": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    if earlier:
+        record[name]["earlier"] = earlier
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record[name]
 
@@ -307,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     pk.add_argument("--command-file", type=Path, default=None)
     pk.add_argument("--commit-file", type=Path, default=None)
     pk.add_argument("--earlier-run", type=Path, action="append", default=[], help="an earlier stage of the same model (adds its samples and minutes)")
+    pk.add_argument("--continues", default=None, help="the zoo model this run started from (adds its samples, minutes and commits)")
     ms = sub.add_parser("measure", help="evaluate manifest models with the CLI and record the scores")
     ms.add_argument("--names", default="", help="comma-separated subset (default: all, plus gap-tv)")
     sub.add_parser("table", help="print the README's zoo table (markdown) from the manifest")
@@ -323,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "select":
         print(json.dumps({"chosen": select(args.name, args.run)["chosen"]}))
     elif args.cmd == "pack":
-        entry = pack(args.run, args.name, args.command_file, args.commit_file, args.earlier_run)
+        entry = pack(args.run, args.name, args.command_file, args.commit_file, args.earlier_run, args.continues)
         print(json.dumps({k: entry[k] for k in ("name", "bits", "params", "bops", "size_bytes", "samples_seen")}))
     elif args.cmd == "latency":
         print(json.dumps(latency(args.bench_dir)))
